@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the Debian 12 systemd test-host image with debootstrap + docker import (no registry needed).
+# The tag carries a hash of this script, so the image is rebuilt only when the recipe changes.
+# Prints the image reference on the last line of stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+recipe_hash=$(sha256sum "$0" | cut -c1-12)
+IMAGE=${PYFLEET_TEST_IMAGE:-pyfleet/debian12-systemd}
+TAG="$IMAGE:$recipe_hash"
+
+if docker image inspect "$TAG" >/dev/null 2>&1; then
+  docker tag "$TAG" "$IMAGE:latest"
+  echo "$TAG"
+  exit 0
+fi
+
+# The machine's own Debian mirror (deb822 sources first, classic list as fallback).
+MIRROR=$(awk '/^URIs:/ && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+[ -n "$MIRROR" ] || MIRROR=$(awk '$1=="deb" && $3=="bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+
+root=$(mktemp -d /var/tmp/pyfleet-rootfs.XXXXXX)
+trap 'rm -rf "$root"' EXIT
+echo "build-test-image: debootstrap bookworm from $MIRROR" >&2
+debootstrap --variant=minbase \
+  --include=systemd,systemd-sysv,dbus,python3,python3-apt,procps,iproute2,ca-certificates,sudo,gnupg,curl \
+  bookworm "$root" "$MIRROR" >&2
+
+# A container boots systemd: no gettys, no hardware units, a fresh machine-id at first boot.
+rm -f "$root"/etc/systemd/system/getty.target.wants/* \
+      "$root"/lib/systemd/system/multi-user.target.wants/getty.target \
+      "$root"/lib/systemd/system/sysinit.target.wants/systemd-firstboot.service
+ln -sf /dev/null "$root"/etc/systemd/system/systemd-remount-fs.service
+ln -sf /dev/null "$root"/etc/systemd/system/sys-kernel-config.mount
+ln -sf /dev/null "$root"/etc/systemd/system/systemd-logind.service
+: >"$root"/etc/machine-id
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
+# Keep the image small: no docs or man pages from later installs.
+cat >"$root"/etc/dpkg/dpkg.cfg.d/01-nodoc <<'NODOC'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/locale/*
+NODOC
+
+echo "build-test-image: importing as $TAG" >&2
+tar -C "$root" -c . | docker import \
+  --change 'CMD ["/lib/systemd/systemd"]' \
+  --change 'ENV container=docker' \
+  --change 'STOPSIGNAL SIGRTMIN+3' - "$TAG" >&2
+docker tag "$TAG" "$IMAGE:latest"
+echo "$TAG"
