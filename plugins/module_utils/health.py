@@ -1,0 +1,389 @@
+# Copyright (c) pyfleet.server contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Pure logic of the ``pyfleet.server.health_check`` module.
+
+Nothing here talks to the network or imports Ansible: it turns what an endpoint answered (HTTP code,
+parsed body, latency) into a verdict, and composes the messages. The module does the HTTP part.
+
+Vocabulary: every status word is normalised to one of ``pass``, ``warn`` or ``fail`` (the terms of the
+IETF ``application/health+json`` draft). Status words nobody knows count as ``fail`` and the reason
+quotes them, so a typo in an application never reads as healthy.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import typing as t
+import urllib.error
+from dataclasses import dataclass, field
+
+PASS = "pass"
+WARN = "warn"
+FAIL = "fail"
+
+_RANK = {PASS: 0, WARN: 1, FAIL: 2}
+
+PASS_WORDS = frozenset(
+    ("pass", "passed", "passing", "ok", "up", "healthy", "true", "green", "ready", "available", "connected",
+     "online", "alive", "live", "running", "success", "good")
+)
+WARN_WORDS = frozenset(("warn", "warning", "degraded", "yellow", "partial", "partially_available"))
+FAIL_WORDS = frozenset(
+    ("fail", "failed", "failing", "failure", "error", "down", "unhealthy", "false", "red", "critical",
+     "unavailable", "disconnected", "offline", "not_ready", "notready", "dead", "stopped", "timeout")
+)
+
+# Keys that may carry a status, at the top level and inside a dependency object, in order of preference.
+STATUS_KEYS = ("status", "state", "healthy", "ok")
+# Keys whose value maps dependency names to their status.
+DEPENDENCY_KEYS = ("dependencies", "checks", "services", "components")
+# Keys of a dependency object that explain a bad status (IETF uses ``output``).
+DETAIL_KEYS = ("output", "message", "error", "detail", "details", "reason")
+
+
+@dataclass
+class Judgement:
+    """A status as understood by us, plus the raw value it came from."""
+
+    status: str
+    raw: t.Any
+    known: bool = True
+    detail: str | None = None
+
+
+@dataclass
+class BodyReport:
+    """What a parsed JSON body says about the service."""
+
+    status: str | None = None
+    top_raw: t.Any = None
+    top_known: bool = True
+    dependencies: dict[str, Judgement] = field(default_factory=dict)
+
+    def dependency_statuses(self) -> dict[str, str]:
+        return {name: item.status for name, item in self.dependencies.items()}
+
+
+@dataclass
+class Verdict:
+    """The outcome of one attempt."""
+
+    healthy: bool
+    status: str
+    dependencies: dict[str, str] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def worst(*statuses: str | None) -> str | None:
+    """Return the worst of the given normalised statuses, ignoring ``None``."""
+    present = [s for s in statuses if s is not None]
+    if not present:
+        return None
+    return max(present, key=lambda s: _RANK[s])
+
+
+def normalize_status(value: t.Any) -> str | None:
+    """Map a status value (word or boolean) to ``pass``/``warn``/``fail``; ``None`` when unknown."""
+    if isinstance(value, bool):
+        return PASS if value else FAIL
+    if not isinstance(value, str):
+        return None
+    word = value.strip().lower().replace("-", "_").replace(" ", "_")
+    if word in PASS_WORDS:
+        return PASS
+    if word in WARN_WORDS:
+        return WARN
+    if word in FAIL_WORDS:
+        return FAIL
+    return None
+
+
+def _judge_value(value: t.Any) -> Judgement:
+    status = normalize_status(value)
+    if status is None:
+        return Judgement(FAIL, value, known=False)
+    return Judgement(status, value)
+
+
+def _status_of_mapping(data: dict[str, t.Any]) -> Judgement | None:
+    """Status carried by an object through ``status``/``state``/``healthy``/``ok``.
+
+    When several are present the worst wins (``{"ok": true, "status": "degraded"}`` is a warn).
+    Returns ``None`` when the object carries none of them.
+    """
+    found: list[Judgement] = []
+    for key in STATUS_KEYS:
+        if key in data and data[key] is not None:
+            found.append(_judge_value(data[key]))
+    if not found:
+        return None
+    unknown = [j for j in found if not j.known]
+    if unknown:
+        return unknown[0]
+    return max(found, key=lambda j: _RANK[j.status])
+
+
+def _detail_of(data: dict[str, t.Any]) -> str | None:
+    for key in DETAIL_KEYS:
+        value = data.get(key)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def judge_dependency(value: t.Any) -> Judgement:
+    """Judge one entry of a dependency map.
+
+    Accepts a word or boolean (``"healthy"``, ``true``), an object with a status field
+    (``{"status": "pass", "latency_ms": 2}``), or an IETF array of such objects (the worst counts).
+    """
+    if isinstance(value, dict):
+        judgement = _status_of_mapping(value)
+        if judgement is None:
+            return Judgement(FAIL, None, known=False, detail="no status field")
+        if judgement.status != PASS:
+            judgement.detail = _detail_of(value)
+        return judgement
+    if isinstance(value, list):
+        parts = [judge_dependency(item) for item in value]
+        if not parts:
+            return Judgement(FAIL, None, known=False, detail="empty list of checks")
+        unknown = [p for p in parts if not p.known]
+        if unknown:
+            return unknown[0]
+        return max(parts, key=lambda p: _RANK[p.status])
+    return _judge_value(value)
+
+
+def interpret_body(body: t.Any) -> BodyReport | None:
+    """Read a parsed JSON body; ``None`` when it is not a JSON object (then the HTTP code decides)."""
+    if not isinstance(body, dict):
+        return None
+    report = BodyReport()
+    top = _status_of_mapping(body)
+    if top is not None:
+        report.status = top.status
+        report.top_raw = top.raw
+        report.top_known = top.known
+    for key in DEPENDENCY_KEYS:
+        deps = body.get(key)
+        if isinstance(deps, list):
+            # MicroProfile / Spring style: a list of {"name": ..., "status": ...}
+            deps = {item["name"]: item for item in deps if isinstance(item, dict) and "name" in item}
+        if not isinstance(deps, dict):
+            continue
+        for name, value in deps.items():
+            name = str(name)
+            judgement = judge_dependency(value)
+            previous = report.dependencies.get(name)
+            if previous is None or _RANK[judgement.status] > _RANK[previous.status]:
+                report.dependencies[name] = judgement
+    return report
+
+
+def parse_body(raw: bytes | str | None, content_type: str | None = None) -> t.Any:
+    """Parse a response body as JSON when it is JSON, else return it as text (``None`` when empty)."""
+    if raw is None:
+        return None
+    if isinstance(raw, bytes):
+        text = raw.decode("utf-8", errors="replace")
+    else:
+        text = raw
+    if not text.strip():
+        return None if not text else text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _fmt_raw(value: t.Any) -> str:
+    if isinstance(value, str):
+        return f"'{value}'"
+    return json.dumps(value)
+
+
+def _describe_dependency(name: str, judgement: Judgement) -> str:
+    if not judgement.known:
+        if judgement.raw is None:
+            text = f"dependency '{name}' reports {judgement.detail or 'no status'}"
+        else:
+            text = f"dependency '{name}' reported unknown status {_fmt_raw(judgement.raw)}"
+    else:
+        text = f"dependency '{name}' reported {_fmt_raw(judgement.raw)} ({judgement.status})"
+        if judgement.detail:
+            text += f": {judgement.detail}"
+    return text
+
+
+def _find_dependency(name: str, dependencies: dict[str, Judgement]) -> list[tuple[str, Judgement]]:
+    """Dependencies matching a ``require`` name.
+
+    Exact name first, then case-insensitive, then IETF ``component:measurement`` keys whose component
+    part matches (``postgres`` matches ``postgres:connections`` and ``postgres:responseTime``).
+    """
+    if name in dependencies:
+        return [(name, dependencies[name])]
+    lowered = name.lower()
+    matches = [(k, v) for k, v in dependencies.items() if k.lower() == lowered]
+    if matches:
+        return matches
+    return [(k, v) for k, v in dependencies.items() if k.split(":", 1)[0].lower() == lowered]
+
+
+def format_codes(codes: t.Iterable[int]) -> str:
+    codes = list(codes)
+    if len(codes) == 1:
+        return str(codes[0])
+    return "one of " + ", ".join(str(c) for c in codes)
+
+
+def evaluate(
+    status_code: int,
+    body: t.Any,
+    *,
+    status_codes: t.Iterable[int] = (200,),
+    require: t.Iterable[str] = (),
+    strict: bool = False,
+    latency_ms: float | None = None,
+    max_latency_ms: float | None = None,
+) -> Verdict:
+    """Judge one HTTP response.
+
+    ``status`` is what the endpoint says about itself (HTTP code, top-level status and every dependency,
+    worst wins). ``healthy`` additionally applies our own rules: ``require``, ``max_latency_ms`` and
+    ``strict`` (warn counts as failure). ``failures`` is empty exactly when ``healthy`` is true.
+    """
+    status_codes = list(status_codes)
+    failures: list[str] = []
+    warnings: list[str] = []
+
+    code_ok = status_code in status_codes
+    if not code_ok:
+        failures.append(f"HTTP {status_code} (expected {format_codes(status_codes)})")
+
+    report = interpret_body(body)
+    dependencies: dict[str, str] = {}
+    if report is None:
+        status = PASS if code_ok else FAIL
+    else:
+        dependencies = report.dependency_statuses()
+        status = worst(report.status, *dependencies.values()) or PASS
+        if not code_ok:
+            status = FAIL
+
+        bad_top = report.status is not None and (report.status == FAIL or (report.status == WARN and strict))
+        if report.status is not None and not report.top_known:
+            failures.append(f"unknown status {_fmt_raw(report.top_raw)} reported by the endpoint")
+        elif bad_top:
+            failures.append(f"endpoint reported status {_fmt_raw(report.top_raw)} ({report.status})")
+        elif report.status == WARN:
+            warnings.append(f"endpoint reported status {_fmt_raw(report.top_raw)} (warn)")
+
+        for name, judgement in report.dependencies.items():
+            if judgement.status == FAIL or (judgement.status == WARN and strict):
+                failures.append(_describe_dependency(name, judgement))
+            elif judgement.status == WARN:
+                warnings.append(_describe_dependency(name, judgement))
+
+    for name in require or ():
+        matches = _find_dependency(name, report.dependencies if report else {})
+        if not matches:
+            if report is None:
+                failures.append(f"required dependency '{name}' cannot be checked: the response is not a JSON object")
+            else:
+                failures.append(f"required dependency '{name}' is missing from the response")
+        # present ones were already judged above (a failing one is already in ``failures``)
+
+    if latency_ms is not None and max_latency_ms is not None and latency_ms > max_latency_ms:
+        failures.append(f"latency {latency_ms:.0f} ms over the limit of {max_latency_ms:g} ms")
+
+    if strict and status == WARN and not failures:
+        failures.append("endpoint reported status warn (strict mode)")
+
+    return Verdict(
+        healthy=not failures,
+        status=status,
+        dependencies=dependencies,
+        failures=failures,
+        warnings=warnings,
+    )
+
+
+# --- reasons for attempts that got no HTTP response -------------------------------------------------
+
+
+def reason_timeout(seconds: float) -> str:
+    return f"timeout after {seconds:g} s (no response)"
+
+
+def reason_refused(netloc: str) -> str:
+    return f"connection refused by {netloc} (nothing listening?)"
+
+
+def reason_tls(detail: str) -> str:
+    return f"TLS certificate verification failed: {detail} (set ca_path to the issuing CA, or validate_certs=false)"
+
+
+def reason_dns(host: str, detail: str) -> str:
+    return f"DNS lookup of '{host}' failed: {detail}"
+
+
+def reason_connection(detail: str) -> str:
+    return f"connection failed: {detail}"
+
+
+def classify_error(exc: BaseException, *, host: str, netloc: str, timeout: float) -> str:
+    """Turn an exception raised while requesting (no HTTP response) into a precise reason.
+
+    ``urllib`` wraps errors raised while connecting in ``URLError`` (``reason`` holds the original);
+    errors raised while waiting for or reading the response arrive unwrapped.
+    """
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        inner = exc.reason
+        if isinstance(inner, BaseException):
+            return classify_error(inner, host=host, netloc=netloc, timeout=timeout)
+        text = str(inner)
+        if "timed out" in text.lower():
+            return reason_timeout(timeout)
+        if "certificate verify failed" in text.lower():
+            return reason_tls(text)
+        return reason_connection(text)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return reason_tls(exc.verify_message or str(exc))
+    if isinstance(exc, ssl.SSLError):
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return reason_tls(str(exc))
+        return f"TLS handshake with {netloc} failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return reason_refused(netloc)
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return reason_timeout(timeout)
+    if isinstance(exc, socket.gaierror):
+        return reason_dns(host, exc.strerror or str(exc))
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return f"{netloc} closed the connection without sending a response"
+    if isinstance(exc, ConnectionResetError):
+        return f"connection reset by {netloc}"
+    if isinstance(exc, OSError):
+        detail = exc.strerror or str(exc)
+        if "timed out" in detail.lower():
+            return reason_timeout(timeout)
+        return reason_connection(detail)
+    return reason_connection(f"{type(exc).__name__}: {exc}")
+
+
+def compose_message(url: str, failures: list[str], attempts: int, elapsed_s: float | None = None) -> str:
+    """Final message: what failed, on which URL, after how many attempts."""
+    what = "; ".join(failures) if failures else "healthy"
+    plural = "attempt" if attempts == 1 else "attempts"
+    took = f" in {elapsed_s:.1f} s" if elapsed_s is not None else ""
+    if not failures:
+        return f"{url} is healthy after {attempts} {plural}{took}"
+    return f"{url} is unhealthy after {attempts} {plural}{took}: {what}"

@@ -1,0 +1,433 @@
+#!/usr/bin/python
+# Copyright (c) pyfleet.server contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+
+DOCUMENTATION = r"""
+module: health_check
+short_description: Probe an HTTP(S) health endpoint and judge the service and its dependencies
+version_added: 0.1.0
+author:
+  - pyfleet.server contributors (@pyfleet)
+description:
+  - Sends an HTTP(S) request to a health endpoint, retrying until it is healthy, an attempt limit or an overall
+    deadline is reached, and reports whether the service is healthy.
+  - Understands the common shapes of health responses. The top-level C(status), C(state), C(healthy) or C(ok) field,
+    and every dependency listed under C(dependencies), C(checks), C(services) or C(components). A dependency may be
+    a word (V(healthy)), a boolean, an object with C(status), C(state), C(healthy) or C(ok), or, as in the IETF
+    C(application/health+json) draft, an array of such objects (the worst one counts).
+  - Status words are normalised to V(pass), V(warn) or V(fail). V(pass) is pass, ok, up, healthy, true, green, ready,
+    available or connected. V(warn) is warn, warning, degraded, yellow or partial. V(fail) is fail, error, down,
+    unhealthy, false, red, critical, unavailable or disconnected. An unknown word counts as V(fail), and the reason
+    quotes it.
+  - A body that is not a JSON object is judged by the HTTP status code alone. A JSON body is parsed even when the
+    code is not accepted (for example a V(503) listing its checks), so the message names the failing dependency.
+  - The endpoint's status is the worst of the HTTP code, the top-level status and all dependencies. The service is
+    healthy when that status is V(pass) or V(warn) (only V(pass) with O(strict=true)), every O(require)d dependency
+    is present, and the latency is within O(max_latency_ms).
+  - The module never changes anything. It sends its request in check mode too.
+attributes:
+  check_mode:
+    support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    details:
+      - The probe is read-only, so it runs normally in check mode and reports the real result.
+  diff_mode:
+    support: none
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  idempotent:
+    support: full
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+      - This assumes that the system controlled/queried by the module has not changed in a relevant way.
+options:
+  url:
+    description:
+      - URL of the health endpoint, for example V(http://127.0.0.1:8000/readyz).
+    type: str
+    required: true
+  method:
+    description:
+      - HTTP method of the probe. Use a method that does not change anything on the server.
+    type: str
+    default: GET
+  headers:
+    description:
+      - Extra request headers, for example C(Host) when probing through nginx by IP address.
+      - Values are shown in task output and logs like any other option. Do not put bearer tokens here unless the task
+        sets C(no_log).
+      - An C(Accept) header preferring C(application/health+json) is sent unless one is given here.
+    type: dict
+    default: {}
+  timeout:
+    description:
+      - Seconds to wait for a response in each attempt (connection, headers and body).
+    type: float
+    default: 10
+  retries:
+    description:
+      - How many times to try again after an unhealthy attempt. The total number of attempts is at most O(retries) + 1.
+      - When omitted, a single attempt is made, unless O(wait_timeout) is set. Then attempts go on until the deadline.
+    type: int
+  delay:
+    description:
+      - Seconds to wait between attempts.
+    type: float
+    default: 2
+  wait_timeout:
+    description:
+      - Overall deadline in seconds across all attempts. No attempt starts after it, and the last attempt's O(timeout)
+        is shortened so that it ends by the deadline.
+      - Combines with O(retries). Whichever limit is reached first ends the probe.
+    type: float
+  status_codes:
+    description:
+      - HTTP status codes that count as a successful response. Any other code makes the endpoint fail.
+    type: list
+    elements: int
+    default: [200]
+  validate_certs:
+    description:
+      - Verify the server's TLS certificate and host name. Only set V(false) for throw-away test hosts.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - PEM file with the CA certificate(s) that the server certificate is verified against, for example a private CA or
+        a self-signed certificate.
+    type: path
+  client_cert:
+    description:
+      - PEM client certificate for mutual TLS. It may also contain the private key.
+    type: path
+  client_key:
+    description:
+      - PEM private key of O(client_cert), when it is not in the same file.
+    type: path
+  use_proxy:
+    description:
+      - Use proxies from the environment (C(http_proxy), C(https_proxy), C(no_proxy)).
+      - Set V(false) when probing an application on the loopback interface of a host that has a proxy configured.
+    type: bool
+    default: true
+  require:
+    description:
+      - Names of dependencies that must be present in the response and not failing.
+      - A name matches a dependency key exactly, or case-insensitively. It also matches the component part of IETF
+        C(component:measurement) keys, so V(postgres) matches C(postgres:connections).
+      - A required dependency reporting V(warn) is accepted unless O(strict=true).
+    type: list
+    elements: str
+    default: []
+  max_latency_ms:
+    description:
+      - Longest acceptable response time in milliseconds, measured from sending the request to the end of the body.
+    type: float
+  strict:
+    description:
+      - Treat a V(warn) (degraded) status of the endpoint or any dependency as a failure.
+    type: bool
+    default: false
+  fail_on_unhealthy:
+    description:
+      - Fail the task when the service is unhealthy after the last attempt.
+      - With V(false), the task succeeds and only reports RV(healthy) and RV(failures). Use this to collect results and
+        decide later.
+    type: bool
+    default: true
+notes:
+  - Supports C(http) and C(https) URLs. Requests go through C(ansible.module_utils.urls.open_url), which honours the
+    usual proxy environment variables unless O(use_proxy=false).
+seealso:
+  - module: ansible.builtin.uri
+  - module: ansible.builtin.wait_for
+"""
+
+EXAMPLES = r"""
+- name: Gate a deployment on the app's readiness (PlayPark /readyz, Brownie, FairEdge)
+  pyfleet.server.health_check:
+    url: "http://127.0.0.1:{{ app_port }}/readyz"
+    wait_timeout: 60
+    delay: 2
+    timeout: 5
+    require:
+      - database
+      - redis
+
+- name: Brownie detailed health, dependency map, a degraded dependency fails the check
+  pyfleet.server.health_check:
+    url: http://127.0.0.1:8080/health/detailed
+    strict: true
+    max_latency_ms: 1000
+
+- name: Diet Planner through nginx with a private CA
+  pyfleet.server.health_check:
+    url: https://diet.example.internal/api/health
+    ca_path: /etc/ssl/certs/pyfleet-ca.pem
+    headers:
+      Host: diet.example.internal
+
+- name: Probe with mutual TLS
+  pyfleet.server.health_check:
+    url: https://metadata.example.internal/health
+    client_cert: /etc/brownie/tls/client.crt
+    client_key: /etc/brownie/tls/client.key
+
+- name: Loyalty readiness, only report (morning checks)
+  pyfleet.server.health_check:
+    url: http://127.0.0.1:8080/ready
+    fail_on_unhealthy: false
+  register: loyalty_ready
+
+- name: Show what failed
+  ansible.builtin.debug:
+    msg: "{{ loyalty_ready.failures }}"
+  when: not loyalty_ready.healthy
+"""
+
+RETURN = r"""
+healthy:
+  description: Whether the service passed every check on the last attempt.
+  returned: always
+  type: bool
+  sample: true
+status:
+  description:
+    - Normalised status of the endpoint on the last attempt. It is the worst of the HTTP code, the top-level status
+      and all dependencies.
+    - V(fail) when no response was received.
+  returned: always
+  type: str
+  choices: [pass, warn, fail]
+  sample: pass
+status_code:
+  description: HTTP status code of the last response, or V(null) when no response was received.
+  returned: always
+  type: int
+  sample: 200
+latency_ms:
+  description: Duration of the last attempt in milliseconds, from sending the request to the end of the body.
+  returned: always
+  type: float
+  sample: 12.4
+attempts:
+  description: Number of requests made.
+  returned: always
+  type: int
+  sample: 1
+dependencies:
+  description: Normalised status of every dependency the response listed.
+  returned: always
+  type: dict
+  sample: {"database": "pass", "redis": "pass", "celery": "warn"}
+body:
+  description: Body of the last response, parsed when it is JSON, else as text. V(null) when there was none.
+  returned: always
+  type: raw
+  sample: {"status": "pass", "checks": {"database": "pass", "redis": "pass"}}
+failures:
+  description: Reasons why the last attempt was unhealthy. Empty when healthy.
+  returned: always
+  type: list
+  elements: str
+  sample: ["HTTP 503 (expected 200)", "dependency 'redis' reported 'fail' (fail)"]
+msg:
+  description: One-line summary naming the URL, the number of attempts and what failed.
+  returned: always
+  type: str
+  sample: "http://127.0.0.1:8000/readyz is unhealthy after 3 attempts in 4.2 s: connection refused by 127.0.0.1:8000"
+"""
+
+import time
+import typing as t
+import urllib.error
+from urllib.parse import urlsplit
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.pyfleet.server.plugins.module_utils.health import (
+    FAIL,
+    Verdict,
+    classify_error,
+    compose_message,
+    evaluate,
+    parse_body,
+)
+
+MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_ACCEPT = "application/health+json, application/json;q=0.9, */*;q=0.1"
+
+
+class HealthProbe:
+    """Sends the request (with retries) and asks ``module_utils.health`` for the verdict."""
+
+    def __init__(
+        self,
+        params: dict[str, t.Any],
+        opener: t.Callable[..., t.Any] = open_url,
+        clock: t.Callable[[], float] = time.monotonic,
+        sleep: t.Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.params = params
+        self.opener = opener
+        self.clock = clock
+        self.sleep = sleep
+        parts = urlsplit(params["url"])
+        self.host = parts.hostname or ""
+        self.netloc = parts.netloc
+        headers = dict(params.get("headers") or {})
+        if not any(k.lower() == "accept" for k in headers):
+            headers["Accept"] = DEFAULT_ACCEPT
+        self.headers = headers
+
+    def attempt(self, timeout: float) -> dict[str, t.Any]:
+        """One request. Returns status_code, body, latency_ms and the verdict."""
+        p = self.params
+        started = self.clock()
+        status_code: int | None = None
+        raw: bytes | None = None
+        content_type: str | None = None
+        error: str | None = None
+        try:
+            response = self.opener(
+                p["url"],
+                method=p["method"].upper(),
+                headers=self.headers,
+                timeout=timeout,
+                validate_certs=p["validate_certs"],
+                ca_path=p["ca_path"],
+                client_cert=p["client_cert"],
+                client_key=p["client_key"],
+                use_proxy=p["use_proxy"],
+                follow_redirects="safe",
+                http_agent="pyfleet.server.health_check",
+            )
+            try:
+                status_code = response.getcode()
+                content_type = response.headers.get("Content-Type")
+                raw = response.read(MAX_BODY_BYTES)
+            finally:
+                response.close()
+        except urllib.error.HTTPError as exc:
+            status_code = exc.code
+            content_type = exc.headers.get("Content-Type") if exc.headers else None
+            try:
+                raw = exc.read(MAX_BODY_BYTES)
+            except Exception:  # body of an error response is best effort
+                raw = None
+        except Exception as exc:  # every other error is classified into a precise reason
+            status_code = None
+            error = classify_error(exc, host=self.host, netloc=self.netloc, timeout=timeout)
+        latency_ms = round((self.clock() - started) * 1000, 1)
+
+        if error is not None:
+            verdict = Verdict(healthy=False, status=FAIL, failures=[error])
+            body = None
+        else:
+            body = parse_body(raw, content_type)
+            verdict = evaluate(
+                status_code,
+                body,
+                status_codes=p["status_codes"],
+                require=p["require"],
+                strict=p["strict"],
+                latency_ms=latency_ms,
+                max_latency_ms=p["max_latency_ms"],
+            )
+        return {"status_code": status_code, "body": body, "latency_ms": latency_ms, "verdict": verdict}
+
+    def run(self) -> dict[str, t.Any]:
+        p = self.params
+        start = self.clock()
+        deadline = start + p["wait_timeout"] if p["wait_timeout"] is not None else None
+        if p["retries"] is not None:
+            max_attempts: int | None = p["retries"] + 1
+        else:
+            max_attempts = None if deadline is not None else 1
+
+        attempts = 0
+        while True:
+            attempts += 1
+            timeout = p["timeout"]
+            if deadline is not None:
+                timeout = max(min(timeout, deadline - self.clock()), 0.1)
+            outcome = self.attempt(timeout)
+            verdict: Verdict = outcome["verdict"]
+            if verdict.healthy:
+                break
+            if max_attempts is not None and attempts >= max_attempts:
+                break
+            if deadline is not None and self.clock() + p["delay"] >= deadline:
+                break
+            self.sleep(p["delay"])
+
+        elapsed = self.clock() - start
+        return {
+            "changed": False,
+            "healthy": verdict.healthy,
+            "status": verdict.status,
+            "status_code": outcome["status_code"],
+            "latency_ms": outcome["latency_ms"],
+            "attempts": attempts,
+            "dependencies": verdict.dependencies,
+            "body": outcome["body"],
+            "failures": verdict.failures,
+            "msg": compose_message(p["url"], verdict.failures, attempts, elapsed),
+            "_warnings": verdict.warnings,
+        }
+
+
+def argument_spec() -> dict[str, t.Any]:
+    return dict(
+        url=dict(type="str", required=True),
+        method=dict(type="str", default="GET"),
+        headers=dict(type="dict", default={}),
+        timeout=dict(type="float", default=10),
+        retries=dict(type="int"),
+        delay=dict(type="float", default=2),
+        wait_timeout=dict(type="float"),
+        status_codes=dict(type="list", elements="int", default=[200]),
+        validate_certs=dict(type="bool", default=True),
+        ca_path=dict(type="path"),
+        client_cert=dict(type="path"),
+        client_key=dict(type="path"),
+        use_proxy=dict(type="bool", default=True),
+        require=dict(type="list", elements="str", default=[]),
+        max_latency_ms=dict(type="float"),
+        strict=dict(type="bool", default=False),
+        fail_on_unhealthy=dict(type="bool", default=True),
+    )
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        required_by={"client_key": "client_cert"},
+        supports_check_mode=True,
+    )
+    p = module.params
+    scheme = urlsplit(p["url"]).scheme.lower()
+    if scheme not in ("http", "https"):
+        module.fail_json(msg=f"url must start with http:// or https://, got {p['url']!r}")
+    if p["timeout"] <= 0:
+        module.fail_json(msg=f"timeout must be a positive number of seconds, got {p['timeout']}")
+    for name in ("delay", "wait_timeout", "max_latency_ms"):
+        if p[name] is not None and p[name] < 0:
+            module.fail_json(msg=f"{name} must not be negative, got {p[name]}")
+    if p["retries"] is not None and p["retries"] < 0:
+        module.fail_json(msg=f"retries must be 0 or more, got {p['retries']}")
+
+    result = HealthProbe(p).run()
+    for warning in result.pop("_warnings"):
+        module.warn(f"{p['url']}: {warning}")
+    if not result["healthy"] and p["fail_on_unhealthy"]:
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
