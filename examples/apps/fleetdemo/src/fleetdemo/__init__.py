@@ -1,0 +1,3 @@
+"""fleetdemo: reference backend for the pyfleet.server Ansible collection."""
+
+__version__ = "1.0.0"
