@@ -28,15 +28,17 @@ FAIL = "fail"
 
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
 
-PASS_WORDS = frozenset(
-    ("pass", "passed", "passing", "ok", "up", "healthy", "true", "green", "ready", "available", "connected",
-     "online", "alive", "live", "running", "success", "good")
-)
-WARN_WORDS = frozenset(("warn", "warning", "degraded", "yellow", "partial", "partially_available"))
-FAIL_WORDS = frozenset(
-    ("fail", "failed", "failing", "failure", "error", "down", "unhealthy", "false", "red", "critical",
-     "unavailable", "disconnected", "offline", "not_ready", "notready", "dead", "stopped", "timeout")
-)
+# fmt: off
+PASS_WORDS = frozenset({
+    "pass", "passed", "passing", "ok", "up", "healthy", "true", "green", "ready", "available", "connected",
+    "online", "alive", "live", "running", "success", "good",
+})
+WARN_WORDS = frozenset({"warn", "warning", "degraded", "yellow", "partial", "partially_available"})
+FAIL_WORDS = frozenset({
+    "fail", "failed", "failing", "failure", "error", "down", "unhealthy", "false", "red", "critical",
+    "unavailable", "disconnected", "offline", "not_ready", "notready", "dead", "stopped", "timeout",
+})
+# fmt: on
 
 # Keys that may carry a status, at the top level and inside a dependency object, in order of preference.
 STATUS_KEYS = ("status", "state", "healthy", "ok")
@@ -54,6 +56,7 @@ class Judgement:
     raw: t.Any
     known: bool = True
     detail: str | None = None
+    key: str | None = None
 
 
 @dataclass
@@ -61,8 +64,7 @@ class BodyReport:
     """What a parsed JSON body says about the service."""
 
     status: str | None = None
-    top_raw: t.Any = None
-    top_known: bool = True
+    top: Judgement | None = None
     dependencies: dict[str, Judgement] = field(default_factory=dict)
 
     def dependency_statuses(self) -> dict[str, str]:
@@ -104,11 +106,11 @@ def normalize_status(value: t.Any) -> str | None:
     return None
 
 
-def _judge_value(value: t.Any) -> Judgement:
+def _judge_value(value: t.Any, key: str | None = None) -> Judgement:
     status = normalize_status(value)
     if status is None:
-        return Judgement(FAIL, value, known=False)
-    return Judgement(status, value)
+        return Judgement(FAIL, value, known=False, key=key)
+    return Judgement(status, value, key=key)
 
 
 def _status_of_mapping(data: dict[str, t.Any]) -> Judgement | None:
@@ -120,7 +122,7 @@ def _status_of_mapping(data: dict[str, t.Any]) -> Judgement | None:
     found: list[Judgement] = []
     for key in STATUS_KEYS:
         if key in data and data[key] is not None:
-            found.append(_judge_value(data[key]))
+            found.append(_judge_value(data[key], key))
     if not found:
         return None
     unknown = [j for j in found if not j.known]
@@ -169,8 +171,7 @@ def interpret_body(body: t.Any) -> BodyReport | None:
     top = _status_of_mapping(body)
     if top is not None:
         report.status = top.status
-        report.top_raw = top.raw
-        report.top_known = top.known
+        report.top = top
     for key in DEPENDENCY_KEYS:
         deps = body.get(key)
         if isinstance(deps, list):
@@ -209,6 +210,16 @@ def _fmt_raw(value: t.Any) -> str:
     return json.dumps(value)
 
 
+def _fmt_field(judgement: Judgement, *, top: bool = False) -> str:
+    """``'unhealthy'``, ``state 'down'``, ``ok=false``: the value, and the field when it is not obvious."""
+    key = judgement.key
+    if key in ("healthy", "ok"):
+        return f"{key}={_fmt_raw(judgement.raw)}"
+    if key == "state" or (top and key == "status"):
+        return f"{key} {_fmt_raw(judgement.raw)}"
+    return _fmt_raw(judgement.raw)
+
+
 def _describe_dependency(name: str, judgement: Judgement) -> str:
     if not judgement.known:
         if judgement.raw is None:
@@ -216,10 +227,16 @@ def _describe_dependency(name: str, judgement: Judgement) -> str:
         else:
             text = f"dependency '{name}' reported unknown status {_fmt_raw(judgement.raw)}"
     else:
-        text = f"dependency '{name}' reported {_fmt_raw(judgement.raw)} ({judgement.status})"
+        text = f"dependency '{name}' reported {_fmt_field(judgement)} ({judgement.status})"
         if judgement.detail:
             text += f": {judgement.detail}"
     return text
+
+
+def _describe_top(judgement: Judgement) -> str:
+    if not judgement.known:
+        return f"unknown status {_fmt_raw(judgement.raw)} reported by the endpoint"
+    return f"endpoint reported {_fmt_field(judgement, top=True)} ({judgement.status})"
 
 
 def _find_dependency(name: str, dependencies: dict[str, Judgement]) -> list[tuple[str, Judgement]]:
@@ -278,13 +295,11 @@ def evaluate(
         if not code_ok:
             status = FAIL
 
-        bad_top = report.status is not None and (report.status == FAIL or (report.status == WARN and strict))
-        if report.status is not None and not report.top_known:
-            failures.append(f"unknown status {_fmt_raw(report.top_raw)} reported by the endpoint")
-        elif bad_top:
-            failures.append(f"endpoint reported status {_fmt_raw(report.top_raw)} ({report.status})")
-        elif report.status == WARN:
-            warnings.append(f"endpoint reported status {_fmt_raw(report.top_raw)} (warn)")
+        top = report.top
+        if top is not None and (top.status == FAIL or (top.status == WARN and strict)):
+            failures.append(_describe_top(top))
+        elif top is not None and top.status == WARN:
+            warnings.append(_describe_top(top))
 
         for name, judgement in report.dependencies.items():
             if judgement.status == FAIL or (judgement.status == WARN and strict):

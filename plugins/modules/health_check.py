@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+# ruff: noqa: EXE001 - Ansible modules carry a shebang but must not be executable
+
 
 DOCUMENTATION = r"""
 module: health_check
@@ -241,14 +243,15 @@ msg:
   sample: "http://127.0.0.1:8000/readyz is unhealthy after 3 attempts in 4.2 s: connection refused by 127.0.0.1:8000"
 """
 
+import http.client
 import time
 import typing as t
 import urllib.error
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import open_url
-
 from ansible_collections.pyfleet.server.plugins.module_utils.health import (
     FAIL,
     Verdict,
@@ -268,12 +271,12 @@ class HealthProbe:
     def __init__(
         self,
         params: dict[str, t.Any],
-        opener: t.Callable[..., t.Any] = open_url,
+        opener: t.Callable[..., t.Any] | None = None,
         clock: t.Callable[[], float] = time.monotonic,
         sleep: t.Callable[[float], None] = time.sleep,
     ) -> None:
         self.params = params
-        self.opener = opener
+        self.opener = opener or open_url
         self.clock = clock
         self.sleep = sleep
         parts = urlsplit(params["url"])
@@ -317,9 +320,9 @@ class HealthProbe:
             content_type = exc.headers.get("Content-Type") if exc.headers else None
             try:
                 raw = exc.read(MAX_BODY_BYTES)
-            except Exception:  # body of an error response is best effort
+            except (OSError, http.client.HTTPException):  # the body of an error response is best effort
                 raw = None
-        except Exception as exc:  # every other error is classified into a precise reason
+        except (OSError, http.client.HTTPException, UrlsConnectionError, ValueError) as exc:
             status_code = None
             error = classify_error(exc, host=self.host, netloc=self.netloc, timeout=timeout)
         latency_ms = round((self.clock() - started) * 1000, 1)
@@ -382,25 +385,25 @@ class HealthProbe:
 
 
 def argument_spec() -> dict[str, t.Any]:
-    return dict(
-        url=dict(type="str", required=True),
-        method=dict(type="str", default="GET"),
-        headers=dict(type="dict", default={}),
-        timeout=dict(type="float", default=10),
-        retries=dict(type="int"),
-        delay=dict(type="float", default=2),
-        wait_timeout=dict(type="float"),
-        status_codes=dict(type="list", elements="int", default=[200]),
-        validate_certs=dict(type="bool", default=True),
-        ca_path=dict(type="path"),
-        client_cert=dict(type="path"),
-        client_key=dict(type="path"),
-        use_proxy=dict(type="bool", default=True),
-        require=dict(type="list", elements="str", default=[]),
-        max_latency_ms=dict(type="float"),
-        strict=dict(type="bool", default=False),
-        fail_on_unhealthy=dict(type="bool", default=True),
-    )
+    return {
+        "url": {"type": "str", "required": True},
+        "method": {"type": "str", "default": "GET"},
+        "headers": {"type": "dict", "default": {}},
+        "timeout": {"type": "float", "default": 10},
+        "retries": {"type": "int"},
+        "delay": {"type": "float", "default": 2},
+        "wait_timeout": {"type": "float"},
+        "status_codes": {"type": "list", "elements": "int", "default": [200]},
+        "validate_certs": {"type": "bool", "default": True},
+        "ca_path": {"type": "path"},
+        "client_cert": {"type": "path"},
+        "client_key": {"type": "path"},
+        "use_proxy": {"type": "bool", "default": True},
+        "require": {"type": "list", "elements": "str", "default": []},
+        "max_latency_ms": {"type": "float"},
+        "strict": {"type": "bool", "default": False},
+        "fail_on_unhealthy": {"type": "bool", "default": True},
+    }
 
 
 def main() -> None:

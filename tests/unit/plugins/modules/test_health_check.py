@@ -1,0 +1,274 @@
+"""Unit tests of plugins/modules/health_check.py: retry loop, deadline, error handling, main()."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tempfile
+import urllib.error
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[4]
+
+
+def _make_collection_importable() -> None:
+    """Make ``ansible_collections.pyfleet.server`` importable from this checkout with plain pytest."""
+    try:
+        import ansible_collections.pyfleet.server.plugins.modules.health_check  # noqa: F401
+    except ImportError:
+        farm = Path(tempfile.mkdtemp(prefix="pyfleet-coll-"))
+        (farm / "ansible_collections" / "pyfleet").mkdir(parents=True)
+        (farm / "ansible_collections" / "pyfleet" / "server").symlink_to(REPO)
+        sys.path.insert(0, str(farm))
+
+
+_make_collection_importable()
+
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.pyfleet.server.plugins.modules import health_check
+from ansible_collections.pyfleet.server.plugins.modules.health_check import HealthProbe, argument_spec
+
+URL = "http://127.0.0.1:8000/readyz"
+
+
+def params(**overrides) -> dict:
+    """Module parameters with the argument spec defaults, as AnsibleModule would pass them."""
+    values = {name: spec.get("default") for name, spec in argument_spec().items()}
+    values["url"] = URL
+    values.update(overrides)
+    return values
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class FakeResponse:
+    def __init__(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+        self.code = code
+        self._body = body
+        self.headers = Message()
+        self.headers["Content-Type"] = content_type
+
+    def getcode(self) -> int:
+        return self.code
+
+    def read(self, size: int = -1) -> bytes:
+        return self._body
+
+    def close(self) -> None:
+        pass
+
+
+def http_error(code: int, body: bytes) -> urllib.error.HTTPError:
+    headers = Message()
+    headers["Content-Type"] = "application/json"
+    return urllib.error.HTTPError(URL, code, "error", headers, io.BytesIO(body))
+
+
+class Script:
+    """An opener that plays back a list of outcomes (responses or exceptions), one per call."""
+
+    def __init__(self, clock: FakeClock, outcomes: list, cost: float = 0.01) -> None:
+        self.clock = clock
+        self.outcomes = list(outcomes)
+        self.calls: list[dict] = []
+        self.cost = cost
+
+    def __call__(self, url, **kwargs):
+        self.calls.append({"url": url, **kwargs})
+        self.clock.now += self.cost
+        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if callable(outcome):
+            outcome = outcome()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def probe(outcomes: list, cost: float = 0.01, **overrides) -> tuple[dict, Script, FakeClock]:
+    clock = FakeClock()
+    script = Script(clock, outcomes, cost)
+    result = HealthProbe(params(**overrides), opener=script, clock=clock, sleep=clock.sleep).run()
+    return result, script, clock
+
+
+OK = FakeResponse(200, b'{"status":"pass","checks":{"database":"pass","redis":"pass"}}')
+
+
+def test_healthy_single_attempt():
+    result, _, clock = probe([OK])
+    assert result["healthy"] is True
+    assert result["changed"] is False
+    assert result["status"] == "pass"
+    assert result["status_code"] == 200
+    assert result["attempts"] == 1
+    assert result["latency_ms"] == 10.0
+    assert result["dependencies"] == {"database": "pass", "redis": "pass"}
+    assert result["body"] == {"status": "pass", "checks": {"database": "pass", "redis": "pass"}}
+    assert result["failures"] == []
+    assert clock.sleeps == []
+
+
+def test_request_options_are_passed_to_open_url():
+    _, script, _ = probe(
+        [OK],
+        method="head",
+        headers={"Host": "app.example"},
+        timeout=3.0,
+        validate_certs=False,
+        ca_path="/ca.pem",
+        client_cert="/c.pem",
+        client_key="/k.pem",
+        use_proxy=False,
+    )
+    call = script.calls[0]
+    assert call["url"] == URL
+    assert call["method"] == "HEAD"
+    assert call["headers"]["Host"] == "app.example"
+    assert call["headers"]["Accept"].startswith("application/health+json")
+    assert call["timeout"] == 3.0
+    assert call["validate_certs"] is False
+    assert (call["ca_path"], call["client_cert"], call["client_key"]) == ("/ca.pem", "/c.pem", "/k.pem")
+    assert call["use_proxy"] is False
+
+
+def test_user_accept_header_wins():
+    _, script, _ = probe([OK], headers={"accept": "text/plain"})
+    assert script.calls[0]["headers"] == {"accept": "text/plain"}
+
+
+def test_default_is_one_attempt():
+    result, script, _ = probe([ConnectionRefusedError(111, "refused")])
+    assert len(script.calls) == 1
+    assert result["attempts"] == 1
+    assert result["healthy"] is False
+    assert result["status"] == "fail"
+    assert result["status_code"] is None
+    assert result["failures"] == ["connection refused by 127.0.0.1:8000 (nothing listening?)"]
+    assert result["msg"].startswith(f"{URL} is unhealthy after 1 attempt in ")
+
+
+def test_retries_until_healthy():
+    refused = urllib.error.URLError(ConnectionRefusedError(111, "refused"))
+    result, _, clock = probe([refused, refused, OK], retries=5, delay=1.5)
+    assert result["healthy"] is True
+    assert result["attempts"] == 3
+    assert clock.sleeps == [1.5, 1.5]
+
+
+def test_retries_exhausted_reports_last_failure():
+    result, _, _ = probe([lambda: http_error(503, b'{"status":"fail","checks":{"redis":"fail"}}')], retries=2)
+    assert result["attempts"] == 3
+    assert result["status_code"] == 503
+    assert result["dependencies"] == {"redis": "fail"}
+    assert "dependency 'redis' reported 'fail' (fail)" in result["failures"]
+    assert "after 3 attempts" in result["msg"]
+
+
+def test_wait_timeout_without_retries_keeps_trying_until_deadline():
+    result, script, clock = probe([TimeoutError()], cost=1.0, wait_timeout=10, delay=2, timeout=5)
+    # each attempt costs 1 s, then 2 s delay: attempts start at t=0, 3, 6, 9; after the 4th (t=10) it stops
+    assert result["attempts"] == 4
+    assert clock.now - 100.0 == pytest.approx(10.0)
+    assert [c["timeout"] for c in script.calls] == [5, 5, pytest.approx(4.0), pytest.approx(1.0)]
+
+
+def test_wait_timeout_shortens_last_attempt_timeout():
+    _, script, _ = probe([TimeoutError()], cost=4.0, wait_timeout=6, delay=0.5, timeout=5)
+    assert [c["timeout"] for c in script.calls] == [5, pytest.approx(1.5)]
+
+
+def test_retries_and_wait_timeout_whichever_first():
+    result, _, _ = probe([TimeoutError()], cost=0.1, wait_timeout=100, retries=1, delay=0.1)
+    assert result["attempts"] == 2
+
+
+def test_timeout_reason_quotes_seconds():
+    result, _, _ = probe([TimeoutError("timed out")], timeout=2.5)
+    assert result["failures"] == ["timeout after 2.5 s (no response)"]
+
+
+def test_http_error_without_readable_body():
+    err = urllib.error.HTTPError(URL, 502, "Bad Gateway", Message(), None)
+    result, _, _ = probe([err])
+    assert result["status_code"] == 502
+    assert result["failures"] == ["HTTP 502 (expected 200)"]
+
+
+def test_text_body():
+    result, _, _ = probe([FakeResponse(200, b"OK", "text/plain")])
+    assert result["healthy"] is True
+    assert result["body"] == "OK"
+
+
+def test_latency_limit():
+    result, _, _ = probe([OK], cost=0.8, max_latency_ms=500)
+    assert result["healthy"] is False
+    assert result["failures"] == ["latency 800 ms over the limit of 500 ms"]
+
+
+def run_main(args: dict, capsys) -> tuple[int, dict]:
+    with patch_module_args(args), pytest.raises(SystemExit) as exit_info:
+        health_check.main()
+    return exit_info.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_main_fails_when_unhealthy(monkeypatch, capsys):
+    monkeypatch.setattr(health_check, "open_url", Script(FakeClock(), [http_error(503, b'{"status":"fail"}')]))
+    code, out = run_main({"url": URL}, capsys)
+    assert code == 1
+    assert out["failed"] is True
+    assert out["healthy"] is False
+    assert out["changed"] is False
+    assert "HTTP 503 (expected 200)" in out["msg"]
+
+
+def test_main_report_only(monkeypatch, capsys):
+    monkeypatch.setattr(health_check, "open_url", Script(FakeClock(), [http_error(503, b"down")]))
+    code, out = run_main({"url": URL, "fail_on_unhealthy": False}, capsys)
+    assert code == 0
+    assert "failed" not in out
+    assert out["healthy"] is False
+    assert out["failures"] == ["HTTP 503 (expected 200)"]
+
+
+def test_main_check_mode_probes_and_warns(monkeypatch, capsys):
+    body = b'{"status":"warn","dependencies":{"celery":{"status":"warn","last_heartbeat":null}}}'
+    monkeypatch.setattr(health_check, "open_url", Script(FakeClock(), [FakeResponse(200, body)]))
+    code, out = run_main({"url": URL, "_ansible_check_mode": True}, capsys)
+    assert code == 0
+    assert out["healthy"] is True
+    assert out["status"] == "warn"
+    assert out["changed"] is False
+    # ansible-core 2.19 wraps warnings in structured summaries; the text is what matters
+    assert "dependency 'celery' reported 'warn' (warn)" in json.dumps(out["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"url": "ftp://x/"}, "url must start with http:// or https://"),
+        ({"url": URL, "timeout": 0}, "timeout must be a positive number of seconds"),
+        ({"url": URL, "delay": -1}, "delay must not be negative"),
+        ({"url": URL, "retries": -1}, "retries must be 0 or more"),
+        ({"url": URL, "client_key": "/k.pem"}, "client_key"),
+    ],
+)
+def test_main_rejects_bad_options(args, message, capsys):
+    code, out = run_main(args, capsys)
+    assert code == 1
+    assert message in out["msg"]
