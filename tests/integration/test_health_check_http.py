@@ -1,0 +1,163 @@
+"""Run the real ``pyfleet.server.health_check`` module against real HTTP(S) servers on 127.0.0.1.
+
+Fixtures (servers, certificates, the ansible runner) live in tests/integration/conftest.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+READY = {"status": "pass", "checks": {"database": "pass", "redis": "pass"}}
+NOT_READY = {"status": "fail", "checks": {"database": "pass", "redis": "fail"}}
+
+
+def ready(_server, path):
+    return (200, READY) if path == "/readyz" else (404, "not found")
+
+
+def test_healthy(serve, run_module):
+    server = serve(ready)
+    run = run_module({"url": server.url("/readyz"), "require": ["database", "redis"], "max_latency_ms": 5000})
+    assert run.rc == 0, run.stdout
+    r = run.result
+    assert r["healthy"] is True
+    assert r["changed"] is False
+    assert r["status"] == "pass"
+    assert r["status_code"] == 200
+    assert r["attempts"] == 1
+    assert r["dependencies"] == {"database": "pass", "redis": "pass"}
+    assert r["body"] == READY
+    assert r["failures"] == []
+    assert 0 <= r["latency_ms"] < 5000
+
+
+def test_healthy_in_check_mode(serve, run_module):
+    server = serve(ready)
+    run = run_module({"url": server.url("/readyz")}, "--check")
+    assert run.rc == 0, run.stdout
+    assert run.result["healthy"] is True
+    assert run.result["changed"] is False
+    assert server.hits == 1
+
+
+def test_slow_endpoint_times_out(serve, run_module):
+    def slow(_server, _path):
+        time.sleep(3)
+        return 200, READY
+
+    server = serve(slow)
+    run = run_module({"url": server.url("/readyz"), "timeout": 1})
+    assert run.rc != 0
+    r = run.result
+    assert r["failed"] is True
+    assert r["healthy"] is False
+    assert r["status_code"] is None
+    assert r["failures"] == ["timeout after 1 s (no response)"]
+    assert "is unhealthy after 1 attempt" in r["msg"]
+    assert "timeout after 1 s" in r["msg"]
+
+
+def test_connection_refused(free_port, run_module):
+    url = f"http://127.0.0.1:{free_port}/readyz"
+    run = run_module({"url": url, "retries": 1, "delay": 0.1})
+    assert run.rc != 0
+    r = run.result
+    assert r["attempts"] == 2
+    assert r["status"] == "fail"
+    assert r["msg"] == (
+        f"{url} is unhealthy after 2 attempts in {r['msg'].split(' in ')[1].split(' s:')[0]} s: "
+        f"connection refused by 127.0.0.1:{free_port} (nothing listening?)"
+    )
+
+
+def test_becomes_healthy_after_three_attempts(serve, run_module):
+    def warming_up(server, _path):
+        return (503, {"status": "fail", "checks": {"database": "fail"}}) if server.hits < 3 else (200, READY)
+
+    server = serve(warming_up)
+    run = run_module({"url": server.url("/readyz"), "retries": 5, "delay": 0.2})
+    assert run.rc == 0, run.stdout
+    assert run.result["healthy"] is True
+    assert run.result["attempts"] == 3
+    assert server.hits == 3
+
+
+def test_wait_timeout_deadline(free_port, run_module):
+    run = run_module({"url": f"http://127.0.0.1:{free_port}/", "wait_timeout": 1.5, "delay": 0.4})
+    assert run.rc != 0
+    assert run.result["attempts"] >= 3
+    assert run.seconds < 15
+
+
+def test_503_names_failing_dependency(serve, run_module):
+    server = serve(lambda _s, _p: (503, NOT_READY))
+    run = run_module({"url": server.url("/readyz")})
+    assert run.rc != 0
+    r = run.result
+    assert r["status_code"] == 503
+    assert r["status"] == "fail"
+    assert r["dependencies"] == {"database": "pass", "redis": "fail"}
+    assert r["body"] == NOT_READY
+    assert "HTTP 503 (expected 200)" in r["msg"]
+    assert "dependency 'redis' reported 'fail' (fail)" in r["msg"]
+
+
+def test_report_only(serve, run_module):
+    server = serve(lambda _s, _p: (503, NOT_READY))
+    run = run_module({"url": server.url("/readyz"), "fail_on_unhealthy": False})
+    assert run.rc == 0, run.stdout
+    assert run.result["healthy"] is False
+    assert run.result.get("failed") is not True
+    assert "dependency 'redis' reported 'fail' (fail)" in run.result["failures"]
+
+
+def test_strict_degraded(serve, run_module):
+    detailed = {
+        "status": "warn",
+        "dependencies": {
+            "database": {"status": "pass", "latency_ms": 1.1},
+            "redis": {"status": "pass", "latency_ms": 0.3},
+            "celery": {"status": "warn", "last_heartbeat": None},
+        },
+    }
+    server = serve(lambda _s, _p: (200, detailed))
+    relaxed = run_module({"url": server.url("/health/detailed")})
+    assert relaxed.rc == 0 and relaxed.result["status"] == "warn"
+    strict = run_module({"url": server.url("/health/detailed"), "strict": True})
+    assert strict.rc != 0
+    assert "dependency 'celery' reported 'warn' (warn)" in strict.result["msg"]
+
+
+def test_https_self_signed_rejected(serve, run_module, server_tls):
+    server = serve(ready, tls=server_tls())
+    run = run_module({"url": server.url("/readyz")})
+    assert run.rc != 0
+    (reason,) = run.result["failures"]
+    assert reason.startswith("TLS certificate verification failed: self")
+    assert "TLS certificate verification failed" in run.result["msg"]
+
+
+def test_https_with_ca_path(serve, run_module, certs, server_tls):
+    server = serve(ready, tls=server_tls())
+    run = run_module({"url": server.url("/readyz"), "ca_path": str(certs["server_cert"])})
+    assert run.rc == 0, run.stdout
+    assert run.result["healthy"] is True
+    assert run.result["dependencies"] == {"database": "pass", "redis": "pass"}
+
+
+def test_https_mutual_tls(serve, run_module, certs, server_tls):
+    server = serve(ready, tls=server_tls(mutual=True))
+    run = run_module(
+        {
+            "url": server.url("/readyz"),
+            "ca_path": str(certs["server_cert"]),
+            "client_cert": str(certs["client_cert"]),
+            "client_key": str(certs["client_key"]),
+        }
+    )
+    assert run.rc == 0, run.stdout
+    assert run.result["healthy"] is True
+    without = run_module({"url": server.url("/readyz"), "ca_path": str(certs["server_cert"])})
+    assert without.rc != 0
+    assert without.result["healthy"] is False
+    assert without.result["status_code"] is None
