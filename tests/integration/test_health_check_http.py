@@ -161,3 +161,44 @@ def test_https_mutual_tls(serve, run_module, certs, server_tls):
     assert without.rc != 0
     assert without.result["healthy"] is False
     assert without.result["status_code"] is None
+
+
+# --- playbooks/healthcheck.yml (morning checks) -----------------------------------------------------
+
+
+def test_morning_checks_playbook_reports_and_fails(serve, free_port, run_playbook):
+    good = serve(ready)
+    broken = serve(lambda _s, _p: (503, NOT_READY))
+    endpoints = [
+        {"name": "api-ready", "url": good.url("/readyz"), "require": ["database", "redis"]},
+        {"name": "worker-ready", "url": broken.url("/readyz")},
+        {"name": "gone", "url": f"http://127.0.0.1:{free_port}/health", "timeout": 2},
+    ]
+    proc = run_playbook("playbooks/healthcheck.yml", {"pyfleet_health_endpoints": endpoints})
+    out = proc.stdout
+    assert proc.returncode != 0, out
+    assert "api-ready: healthy status=pass HTTP 200" in out
+    assert "worker-ready: UNHEALTHY status=fail HTTP 503" in out
+    assert "degraded/failing: redis=fail" in out
+    assert "gone: UNHEALTHY status=fail HTTP -" in out
+    assert "Unhealthy endpoints: localhost/worker-ready:" in out
+    assert "localhost/gone: connection refused by 127.0.0.1" in out
+    assert "localhost/api-ready" not in out
+
+
+def test_morning_checks_playbook_all_healthy(serve, run_playbook):
+    good = serve(ready)
+    proc = run_playbook(
+        "playbooks/healthcheck.yml", {"pyfleet_health_endpoints": [{"name": "api", "url": good.url("/readyz")}]}
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "api: healthy status=pass HTTP 200" in proc.stdout
+    assert "All endpoints on all hosts are healthy" in proc.stdout
+    assert "failed=0" in proc.stdout
+
+
+def test_morning_checks_playbook_default_endpoint(serve, run_playbook):
+    good = serve(ready)
+    proc = run_playbook("playbooks/healthcheck.yml", {"app_port": good.port})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "app: healthy status=pass HTTP 200" in proc.stdout
