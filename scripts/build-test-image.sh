@@ -34,7 +34,9 @@ ln -sf /dev/null "$root"/etc/systemd/system/systemd-remount-fs.service
 ln -sf /dev/null "$root"/etc/systemd/system/sys-kernel-config.mount
 ln -sf /dev/null "$root"/etc/systemd/system/systemd-logind.service
 : >"$root"/etc/machine-id
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/periodic/*
+# Empty package lists that look old, so the first apt task of a role refreshes them.
+touch -d 2000-01-01 "$root"/var/lib/apt/lists
 # Keep the image small: no docs or man pages from later installs.
 cat >"$root"/etc/dpkg/dpkg.cfg.d/01-nodoc <<'NODOC'
 path-exclude /usr/share/doc/*
@@ -46,7 +48,6 @@ NODOC
 echo "build-test-image: importing as $TAG" >&2
 tar -C "$root" -c . | docker import \
   --change 'CMD ["/lib/systemd/systemd"]' \
-  --change 'ENV container=docker' \
-  --change 'STOPSIGNAL SIGRTMIN+3' - "$TAG" >&2
+  --change 'ENV container=docker' - "$TAG" >&2
 docker tag "$TAG" "$IMAGE:latest"
 echo "$TAG"
