@@ -1,0 +1,49 @@
+"""Shared testinfra helpers for the Molecule scenarios (outcomes, not implementation details)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import testinfra.utils.ansible_runner
+
+APP = "fleetdemo"
+API = "http://127.0.0.1:8000"
+
+
+def molecule_hosts(group: str = "all") -> list[str]:
+    return testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts(group)
+
+
+def journal(host, unit: str, lines: int = 40) -> str:
+    return host.run(f"journalctl -u {unit} --no-pager -n {lines}").stdout
+
+
+def assert_running(host, unit: str) -> None:
+    svc = host.service(unit)
+    assert svc.is_running, f"{unit} is not running; journal:\n{journal(host, unit)}"
+    assert svc.is_enabled, f"{unit} is not enabled at boot"
+
+
+def http_json(host, method: str, path: str, body: dict | None = None) -> tuple[int, dict | str]:
+    """One request from inside the host (the API listens on its loopback)."""
+    cmd = f"curl -s -o /tmp/resp -w '%{{http_code}}' -X {method} {API}{path}"
+    if body is not None:
+        cmd += f" -H 'content-type: application/json' -d '{json.dumps(body)}'"
+    code = int(host.check_output(cmd) or 0)
+    text = host.file("/tmp/resp").content_string
+    try:
+        return code, json.loads(text)
+    except ValueError:
+        return code, text
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 1.0):
+    """Poll until predicate() returns a truthy value; returns it, or the last falsy value at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
