@@ -110,7 +110,7 @@ OK = FakeResponse(200, b'{"status":"pass","checks":{"database":"pass","redis":"p
 
 
 def test_healthy_single_attempt():
-    result, _, clock = probe([OK])
+    result, _script, clock = probe([OK])
     assert result["healthy"] is True
     assert result["changed"] is False
     assert result["status"] == "pass"
@@ -124,7 +124,7 @@ def test_healthy_single_attempt():
 
 
 def test_request_options_are_passed_to_open_url():
-    _, script, _ = probe(
+    _result, script, _clock = probe(
         [OK],
         method="head",
         headers={"Host": "app.example"},
@@ -147,12 +147,12 @@ def test_request_options_are_passed_to_open_url():
 
 
 def test_user_accept_header_wins():
-    _, script, _ = probe([OK], headers={"accept": "text/plain"})
+    _result, script, _clock = probe([OK], headers={"accept": "text/plain"})
     assert script.calls[0]["headers"] == {"accept": "text/plain"}
 
 
 def test_default_is_one_attempt():
-    result, script, _ = probe([ConnectionRefusedError(111, "refused")])
+    result, script, _clock = probe([ConnectionRefusedError(111, "refused")])
     assert len(script.calls) == 1
     assert result["attempts"] == 1
     assert result["healthy"] is False
@@ -164,14 +164,16 @@ def test_default_is_one_attempt():
 
 def test_retries_until_healthy():
     refused = urllib.error.URLError(ConnectionRefusedError(111, "refused"))
-    result, _, clock = probe([refused, refused, OK], retries=5, delay=1.5)
+    result, _script, clock = probe([refused, refused, OK], retries=5, delay=1.5)
     assert result["healthy"] is True
     assert result["attempts"] == 3
     assert clock.sleeps == [1.5, 1.5]
 
 
 def test_retries_exhausted_reports_last_failure():
-    result, _, _ = probe([lambda: http_error(503, b'{"status":"fail","checks":{"redis":"fail"}}')], retries=2)
+    result, _script, _clock = probe(
+        [lambda: http_error(503, b'{"status":"fail","checks":{"redis":"fail"}}')], retries=2
+    )
     assert result["attempts"] == 3
     assert result["status_code"] == 503
     assert result["dependencies"] == {"redis": "fail"}
@@ -188,35 +190,35 @@ def test_wait_timeout_without_retries_keeps_trying_until_deadline():
 
 
 def test_wait_timeout_shortens_last_attempt_timeout():
-    _, script, _ = probe([TimeoutError()], cost=4.0, wait_timeout=6, delay=0.5, timeout=5)
+    _result, script, _clock = probe([TimeoutError()], cost=4.0, wait_timeout=6, delay=0.5, timeout=5)
     assert [c["timeout"] for c in script.calls] == [5, pytest.approx(1.5)]
 
 
 def test_retries_and_wait_timeout_whichever_first():
-    result, _, _ = probe([TimeoutError()], cost=0.1, wait_timeout=100, retries=1, delay=0.1)
+    result, _script, _clock = probe([TimeoutError()], cost=0.1, wait_timeout=100, retries=1, delay=0.1)
     assert result["attempts"] == 2
 
 
 def test_timeout_reason_quotes_seconds():
-    result, _, _ = probe([TimeoutError("timed out")], timeout=2.5)
+    result, _script, _clock = probe([TimeoutError("timed out")], timeout=2.5)
     assert result["failures"] == ["timeout after 2.5 s (no response)"]
 
 
 def test_http_error_without_readable_body():
     err = urllib.error.HTTPError(URL, 502, "Bad Gateway", Message(), None)
-    result, _, _ = probe([err])
+    result, _script, _clock = probe([err])
     assert result["status_code"] == 502
     assert result["failures"] == ["HTTP 502 (expected 200)"]
 
 
 def test_text_body():
-    result, _, _ = probe([FakeResponse(200, b"OK", "text/plain")])
+    result, _script, _clock = probe([FakeResponse(200, b"OK", "text/plain")])
     assert result["healthy"] is True
     assert result["body"] == "OK"
 
 
 def test_latency_limit():
-    result, _, _ = probe([OK], cost=0.8, max_latency_ms=500)
+    result, _script, _clock = probe([OK], cost=0.8, max_latency_ms=500)
     assert result["healthy"] is False
     assert result["failures"] == ["latency 800 ms over the limit of 500 ms"]
 
