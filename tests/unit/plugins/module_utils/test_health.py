@@ -28,6 +28,8 @@ def _make_collection_importable() -> None:
 
 _make_collection_importable()
 
+# The imports below need the sys.path set-up above.
+# ruff: noqa: E402
 from ansible_collections.pyfleet.server.plugins.module_utils import health
 from ansible_collections.pyfleet.server.plugins.module_utils.health import (
     FAIL,

@@ -28,6 +28,8 @@ def _make_collection_importable() -> None:
 
 _make_collection_importable()
 
+# The imports below need the sys.path set-up above.
+# ruff: noqa: E402
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.pyfleet.server.plugins.modules import health_check
 from ansible_collections.pyfleet.server.plugins.modules.health_check import HealthProbe, argument_spec
