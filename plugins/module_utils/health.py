@@ -375,7 +375,11 @@ def classify_error(exc: BaseException, *, host: str, netloc: str, timeout: float
     if isinstance(exc, ssl.SSLError):
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
             return reason_tls(str(exc))
-        return f"TLS handshake with {netloc} failed: {exc.reason or exc}"
+        detail = exc.reason or str(exc)
+        if "CERTIFICATE_REQUIRED" in str(detail).upper():
+            hint = "the server requires a client certificate: client_cert"
+            return f"TLS handshake with {netloc} failed: {detail} ({hint})"
+        return f"TLS handshake with {netloc} failed: {detail}"
     if isinstance(exc, ConnectionRefusedError):
         return reason_refused(netloc)
     if isinstance(exc, (socket.timeout, TimeoutError)):

@@ -161,6 +161,7 @@ def test_https_mutual_tls(serve, run_module, certs, server_tls):
     assert without.rc != 0
     assert without.result["healthy"] is False
     assert without.result["status_code"] is None
+    assert "TLS handshake" in without.result["msg"]
 
 
 # --- playbooks/healthcheck.yml (morning checks) -----------------------------------------------------

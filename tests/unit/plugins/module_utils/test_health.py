@@ -489,6 +489,15 @@ def test_classify_other_tls_error():
     assert classify_error(err, **KW) == "TLS handshake with 127.0.0.1:8000 failed: WRONG_VERSION_NUMBER"
 
 
+def test_classify_client_certificate_required():
+    err = ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required")
+    err.reason = "TLSV13_ALERT_CERTIFICATE_REQUIRED"
+    assert classify_error(err, **KW) == (
+        "TLS handshake with 127.0.0.1:8000 failed: TLSV13_ALERT_CERTIFICATE_REQUIRED"
+        " (the server requires a client certificate: client_cert)"
+    )
+
+
 def test_classify_dns():
     err = socket.gaierror(-2, "Name or service not known")
     reason = classify_error(urllib.error.URLError(err), host="nope.invalid", netloc="nope.invalid", timeout=5)
