@@ -34,9 +34,19 @@ ln -sf /dev/null "$root"/etc/systemd/system/systemd-remount-fs.service
 ln -sf /dev/null "$root"/etc/systemd/system/sys-kernel-config.mount
 ln -sf /dev/null "$root"/etc/systemd/system/systemd-logind.service
 : >"$root"/etc/machine-id
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/periodic/*
-# Empty package lists that look old, so the first apt task of a role refreshes them.
-touch -d 2000-01-01 "$root"/var/lib/apt/lists
+# Package lists as a fresh server has them (check mode reads them), dated in the past so the first real
+# apt task of a role refreshes them.
+security_mirror=${MIRROR%/debian}/debian-security
+cat >"$root"/etc/apt/sources.list <<SOURCES
+deb $MIRROR bookworm main
+deb $MIRROR bookworm-updates main
+deb $security_mirror bookworm-security main
+SOURCES
+cp /etc/resolv.conf "$root"/etc/resolv.conf
+chroot "$root" apt-get update -qq >&2
+: >"$root"/etc/resolv.conf
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/periodic/*
+find "$root"/var/lib/apt/lists -exec touch -d 2000-01-01 {} +
 # Keep the image small: no docs or man pages from later installs.
 cat >"$root"/etc/dpkg/dpkg.cfg.d/01-nodoc <<'NODOC'
 path-exclude /usr/share/doc/*

@@ -1,0 +1,61 @@
+"""A throw-away Debian 12 systemd test host (the project's image) for playbook-level tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = os.environ.get("PYFLEET_TEST_IMAGE", "pyfleet/debian12-systemd") + ":latest"
+RUN_FLAGS = [
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
+    "--security-opt", "seccomp=unconfined", "--cgroupns", "host",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    "--stop-signal", "SIGRTMIN+3",
+]  # fmt: skip
+
+
+class ContainerHost:
+    """A running container plus an inventory that reuses the demo's group_vars."""
+
+    def __init__(self, tmp: Path, prefix: str = "pyfleet-it"):
+        self.name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        self.inventory = tmp / "inventory"
+
+    def start(self) -> ContainerHost:
+        subprocess.run(["docker", "run", "-d", "--name", self.name, "--hostname", self.name, *RUN_FLAGS, IMAGE],
+                       check=True, capture_output=True)
+        self.exec("systemctl is-system-running --wait || true; touch /root/.pyfleet-mark")
+        self.inventory.mkdir(parents=True)
+        (self.inventory / "group_vars").symlink_to(REPO / "inventories/demo/group_vars")
+        (self.inventory / "hosts.yml").write_text(
+            f"pyfleet:\n  hosts:\n    {self.name}:\n      ansible_connection: community.docker.docker\n"
+            "      ansible_python_interpreter: /usr/bin/python3\n"
+        )
+        return self
+
+    def stop(self) -> None:
+        subprocess.run(["docker", "rm", "-f", self.name], capture_output=True)
+
+    def exec(self, script: str) -> str:
+        out = subprocess.run(["docker", "exec", self.name, "sh", "-c", script], capture_output=True, text=True)
+        return out.stdout
+
+    def playbook(self, playbook: str, *args: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false",
+                   ANSIBLE_NOCOLOR="1")
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory), str(REPO / playbook), *args],
+            capture_output=True, text=True, env=env, cwd=REPO,
+        )
+
+    def state(self) -> str:
+        """A fingerprint of what a deploy would touch: packages, users, files changed since boot (minus systemd's own)."""
+        return self.exec(
+            "dpkg-query -W -f='${Package} ${Version}\\n' | sha256sum; getent passwd | sha256sum; "
+            "find /opt /etc /var/lib /srv /usr -xdev -newer /root/.pyfleet-mark -not -type d "
+            "-not -path '/var/lib/systemd/*' -not -path /etc/mtab 2>/dev/null | sort"
+        )
