@@ -31,7 +31,8 @@ demo-destroy:
 lint: setup
 	yamllint --strict .
 	ansible-lint --offline
-	ruff check plugins tests examples bench molecule
+	ruff check plugins tests examples molecule
+	scripts/sanity.sh
 
 unit: setup
 	scripts/run-pytest.sh tests/unit

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(docker.io debootstrap make openssl curl ca-certificates iproute2 git)
+APT_PACKAGES=(docker.io debootstrap make openssl curl ca-certificates iproute2 git shellcheck)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,4 +31,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q -r requirements-dev.txt
   echo "$want" >"$stamp"
 fi
+
+# pyfleet.server resolves from this checkout (ansible.cfg: collections_path = ./build/collections).
+mkdir -p build/collections/ansible_collections/pyfleet
+ln -sfn ../../../.. build/collections/ansible_collections/pyfleet/server
 echo "setup: ok ($(.venv/bin/ansible --version | head -1))"

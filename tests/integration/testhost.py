@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 IMAGE = os.environ.get("PYFLEET_TEST_IMAGE", "pyfleet/debian12-systemd") + ":latest"
 RUN_FLAGS = [
     "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
@@ -38,22 +39,23 @@ class ContainerHost:
         return self
 
     def stop(self) -> None:
-        subprocess.run(["docker", "rm", "-f", self.name], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", self.name], capture_output=True, check=False)
 
     def exec(self, script: str) -> str:
-        out = subprocess.run(["docker", "exec", self.name, "sh", "-c", script], capture_output=True, text=True)
+        out = subprocess.run(["docker", "exec", self.name, "sh", "-c", script], capture_output=True, text=True,
+                             check=False)
         return out.stdout
 
     def playbook(self, playbook: str, *args: str) -> subprocess.CompletedProcess:
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false",
                    ANSIBLE_NOCOLOR="1")
         return subprocess.run(
-            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.inventory), str(REPO / playbook), *args],
-            capture_output=True, text=True, env=env, cwd=REPO,
+            [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(REPO / playbook), *args],
+            capture_output=True, text=True, env=env, cwd=REPO, check=False,
         )
 
     def state(self) -> str:
-        """A fingerprint of what a deploy would touch: packages, users, files changed since boot (minus systemd's own)."""
+        """Fingerprint of what a deploy touches: packages, users, files changed since boot (minus systemd's)."""
         return self.exec(
             "dpkg-query -W -f='${Package} ${Version}\\n' | sha256sum; getent passwd | sha256sum; "
             "find /opt /etc /var/lib /srv /usr -xdev -newer /root/.pyfleet-mark -not -type d "

@@ -58,7 +58,7 @@ def test_worker_consumes_a_task(host):
     assert code == 202, body
 
     def done():
-        _, result = http_json(host, "GET", f"/api/tasks/{body['task_id']}")
+        result = http_json(host, "GET", f"/api/tasks/{body['task_id']}")[1]
         return result if result.get("state") == "done" else None
 
     result = wait_for(done, timeout=30)
