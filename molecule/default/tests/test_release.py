@@ -1,0 +1,54 @@
+"""Releases on the default stack: a good release goes live, a broken one is rolled back by the health gate.
+
+Runs after test_default.py (pytest's file order) because it changes the live release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import APP, http_json, molecule_hosts
+from releases import REPO, make_release
+
+testinfra_hosts = molecule_hosts("pyfleet")
+
+
+def deploy(version: str, wheelhouse: Path) -> subprocess.CompletedProcess:
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    extra = {"app_version": version, "app_wheelhouse_dir": str(wheelhouse), "app_health_retries": 5}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+         str(REPO / "playbooks/deploy.yml"), "-e", json.dumps(extra)],
+        capture_output=True, text=True, cwd=REPO, check=False,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1"),
+    )
+
+
+def live_release(host) -> str:
+    return host.file(f"/opt/{APP}/current").linked_to
+
+
+def test_good_release_goes_live_and_keeps_the_previous_one(host, tmp_path):
+    result = deploy("1.0.1", make_release(tmp_path / "good", "1.0.1"))
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert live_release(host) == f"/opt/{APP}/releases/1.0.1"
+    assert host.file(f"/opt/{APP}/releases/1.0.0/venv/bin/python").exists
+    code, body = http_json(host, "GET", "/healthz")
+    assert code == 200 and body["version"] == "1.0.1"
+
+
+def test_broken_release_is_rolled_back_with_the_reason(host, tmp_path):
+    result = deploy("1.0.2", make_release(tmp_path / "broken", "1.0.2", broken=True))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-4000:]
+    assert "fleetdemo 1.0.2 failed its health gate" in out, out[-4000:]
+    assert f"Rolled back to /opt/{APP}/releases/1.0.1" in out, out[-4000:]
+    assert live_release(host) == f"/opt/{APP}/releases/1.0.1"
+    code, body = http_json(host, "GET", "/readyz")
+    assert code == 200, body
+    code, body = http_json(host, "GET", "/healthz")
+    assert body["version"] == "1.0.1"
