@@ -1,0 +1,850 @@
+# Copyright (c) pyfleet.server contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Backup sets of pyfleet.server: taking them, reading them, verifying them, choosing and pruning them.
+
+Standard library only. The same file serves twice:
+
+* as module_utils of ``pyfleet.server.backup_info`` and ``pyfleet.server.restore``, and
+* as the library of the backup program on the host: the ``backup`` role copies it to
+  ``/usr/local/lib/pyfleet/pyfleet_backup.py`` and ``/usr/local/sbin/pyfleet-backup`` imports it,
+
+so a set is written and checked by one piece of code. Nothing here starts a process by itself: commands are
+built here and run by a *runner* the caller passes (the program's subprocess runner, a fake in unit tests).
+
+A backup set is a directory ``<root>/<app>/<id>/`` where ``<id>`` is the UTC start time (``20250124T031500Z``).
+It holds ``manifest.json`` and one file or folder per component::
+
+    manifest.json
+    postgresql/<db>.dump          pg_dump -Fc  (or postgresql/<db>.dir/ with format=directory)
+    redis/dump.rdb                the RDB written by BGSAVE, copied once LASTSAVE moved
+    mongodb/<name>.archive.gz     mongodump --archive --gzip
+    files/files.tar.gz            the app's config, shared/ data and current release
+
+A set is written under ``.tmp-<id>`` and renamed when complete, so a set directory without the ``.tmp-`` prefix
+either is complete or was damaged afterwards (which the checksums reveal).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import tarfile
+import time
+import typing as t
+from dataclasses import dataclass, field
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+TMP_PREFIX = ".tmp-"
+SET_ID_RE = re.compile(r"^\d{8}T\d{6}Z$")
+SET_ID_FORMAT = "%Y%m%dT%H%M%SZ"
+COMPONENTS = ("postgresql", "redis", "mongodb", "files")
+MONGO_ARCHIVE_MAGIC = 0x8199E26D
+_CHUNK = 1024 * 1024
+
+
+class BackupError(Exception):
+    """A problem that stops a backup or a restore; the message is meant for the operator."""
+
+
+# ---- identifiers and time -----------------------------------------------------------------------------------
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def new_set_id(now: _dt.datetime) -> str:
+    return now.astimezone(_dt.UTC).strftime(SET_ID_FORMAT)
+
+
+def set_time(set_id: str) -> _dt.datetime | None:
+    """Creation time encoded in a set id, or None when the name is not a set id."""
+    if not SET_ID_RE.match(set_id or ""):
+        return None
+    return _dt.datetime.strptime(set_id, SET_ID_FORMAT).replace(tzinfo=_dt.UTC)
+
+
+def iso(moment: _dt.datetime) -> str:
+    return moment.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover
+
+
+# ---- files and checksums ------------------------------------------------------------------------------------
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_records(set_dir: str, rel: str) -> dict[str, dict[str, t.Any]]:
+    """Size and sha256 of ``rel`` (a file, or every file below a folder), keyed by path relative to the set."""
+    full = os.path.join(set_dir, rel)
+    paths: list[str] = []
+    if os.path.isdir(full):
+        for base, dirs, names in os.walk(full):
+            dirs.sort()
+            paths.extend(os.path.join(base, name) for name in sorted(names))
+    else:
+        paths.append(full)
+    records = {}
+    for path in paths:
+        key = os.path.relpath(path, set_dir)
+        records[key] = {"size": os.path.getsize(path), "sha256": sha256_file(path)}
+    return records
+
+
+# ---- reading and verifying sets -----------------------------------------------------------------------------
+
+
+@dataclass
+class SetInfo:
+    """What is known about one backup set directory."""
+
+    id: str
+    path: str
+    app: str | None = None
+    created_at: str | None = None
+    age_seconds: float | None = None
+    complete: bool = False
+    verified: bool | None = None
+    size: int = 0
+    components: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    manifest: dict[str, t.Any] | None = None
+    manifest_sha256: str | None = None
+
+    @property
+    def good(self) -> bool:
+        """Complete, and verified unless verification was skipped."""
+        return self.complete and self.verified is not False and not self.problems
+
+    def to_dict(self) -> dict[str, t.Any]:
+        manifest = self.manifest or {}
+        return {
+            "id": self.id,
+            "path": self.path,
+            "app": self.app,
+            "created_at": self.created_at,
+            "age_seconds": None if self.age_seconds is None else round(self.age_seconds, 1),
+            "complete": self.complete,
+            "verified": self.verified,
+            "good": self.good,
+            "size": self.size,
+            "size_human": human_size(self.size),
+            "components": self.components,
+            "problems": self.problems,
+            "host": manifest.get("host"),
+            "duration_seconds": manifest.get("duration_seconds"),
+            "encrypted": bool(manifest.get("encryption")),
+            "manifest_sha256": self.manifest_sha256,
+        }
+
+
+def read_manifest(set_dir: str) -> tuple[dict[str, t.Any] | None, str | None, str | None]:
+    """(manifest, sha256 of manifest.json, problem)."""
+    path = os.path.join(set_dir, MANIFEST)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return None, None, f"{MANIFEST} is missing"
+    except OSError as exc:
+        return None, None, f"{MANIFEST} cannot be read: {exc.strerror or exc}"
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return None, digest, f"{MANIFEST} is not valid JSON ({exc})"
+    if not isinstance(manifest, dict):
+        return None, digest, f"{MANIFEST} is not a JSON object"
+    return manifest, digest, None
+
+
+def check_set(set_dir: str, app: str | None = None, checksums: bool = True,
+              now: _dt.datetime | None = None) -> SetInfo:
+    """Read a set and say whether it is complete and (with ``checksums``) intact. Never raises for bad sets."""
+    set_dir = os.path.abspath(set_dir)
+    name = os.path.basename(set_dir.rstrip("/"))
+    now = now or utcnow()
+    info = SetInfo(id=name, path=set_dir)
+    if name.startswith(TMP_PREFIX):
+        info.id = name[len(TMP_PREFIX):]
+        info.problems.append("incomplete: still being written, or abandoned by a failed run")
+    moment = set_time(info.id)
+    if moment is not None:
+        info.created_at = iso(moment)
+        info.age_seconds = (now - moment).total_seconds()
+    manifest, digest, problem = read_manifest(set_dir)
+    info.manifest_sha256 = digest
+    if problem:
+        info.problems.append(problem)
+        info.verified = False if checksums else None
+        return info
+    assert manifest is not None
+    info.manifest = manifest
+    info.app = manifest.get("app")
+    info.components = sorted((manifest.get("components") or {}).keys())
+    if manifest.get("format") != FORMAT:
+        info.problems.append(f"manifest format {manifest.get('format')!r} is not supported (expected {FORMAT})")
+    if not name.startswith(TMP_PREFIX) and manifest.get("id") != name:
+        info.problems.append(f"manifest id {manifest.get('id')!r} does not match the directory name {name!r}")
+    if app is not None and info.app != app:
+        info.problems.append(f"set belongs to app {info.app!r}, not {app!r}")
+    if manifest.get("created_at"):
+        info.created_at = manifest["created_at"]
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        info.problems.append("manifest lists no files")
+        files = {}
+    size = 0
+    damaged = False
+    missing = False
+    for rel, record in sorted(files.items()):
+        path = os.path.normpath(os.path.join(set_dir, rel))
+        if not path.startswith(set_dir + os.sep):
+            info.problems.append(f"manifest file name {rel!r} points outside the set")
+            damaged = missing = True
+            continue
+        try:
+            actual = os.path.getsize(path)
+        except OSError:
+            info.problems.append(f"{rel} is missing")
+            damaged = missing = True
+            continue
+        size += actual
+        if actual != record.get("size"):
+            info.problems.append(
+                f"{rel} is {actual} bytes, the manifest says {record.get('size')} (truncated or replaced)"
+            )
+            damaged = True
+            continue
+        if checksums:
+            digest = sha256_file(path)
+            if digest != record.get("sha256"):
+                info.problems.append(
+                    f"{rel}: sha256 {digest[:16]}… does not match the manifest ({str(record.get('sha256'))[:16]}…)"
+                )
+                damaged = True
+    info.size = size + os.path.getsize(os.path.join(set_dir, MANIFEST))
+    info.complete = not name.startswith(TMP_PREFIX) and not missing and bool(files) and manifest.get("format") == FORMAT
+    if checksums:
+        info.verified = not damaged
+    elif damaged:
+        info.verified = False
+    return info
+
+
+def list_sets(app_dir: str, app: str | None = None, checksums: bool = True,
+              now: _dt.datetime | None = None, include_incomplete: bool = True) -> list[SetInfo]:
+    """Every set below ``<root>/<app>``, newest first."""
+    if not os.path.isdir(app_dir):
+        return []
+    now = now or utcnow()
+    sets = []
+    for name in os.listdir(app_dir):
+        path = os.path.join(app_dir, name)
+        if not os.path.isdir(path) or os.path.islink(path):
+            continue
+        bare = name[len(TMP_PREFIX):] if name.startswith(TMP_PREFIX) else name
+        if not SET_ID_RE.match(bare):
+            continue
+        if name.startswith(TMP_PREFIX) and not include_incomplete:
+            continue
+        sets.append(check_set(path, app=app, checksums=checksums, now=now))
+    sets.sort(key=lambda s: (s.id, not s.path.endswith(s.id)), reverse=True)
+    return sets
+
+
+def select_set(sets: list[SetInfo], selector: str, components: t.Iterable[str] = ()) -> SetInfo:
+    """The set called ``selector`` (an id) or, for ``latest``, the newest good set holding ``components``."""
+    wanted = set(components)
+    if selector == "latest":
+        for info in sets:
+            if info.good and wanted <= set(info.components):
+                return info
+        what = f" holding {', '.join(sorted(wanted))}" if wanted else ""
+        raise BackupError(f"no complete, verified backup set{what} found")
+    for info in sets:
+        if info.id == selector and not info.path.rstrip("/").split("/")[-1].startswith(TMP_PREFIX):
+            return info
+    raise BackupError(f"backup set {selector!r} not found")
+
+
+def retention_plan(sets: list[SetInfo], keep_count: int, keep_days: float,
+                   now: _dt.datetime | None = None) -> list[SetInfo]:
+    """Complete sets to delete.
+
+    A set stays while it is one of the ``keep_count`` newest sets of any component it holds and younger than
+    ``keep_days`` (0 = no age limit). The newest good set of each component is never deleted, whatever its age.
+    Damaged sets are not deleted here: they stay visible (backup_info reports them) until an operator looks.
+    """
+    now = now or utcnow()
+    complete = [s for s in sets if s.complete]
+    complete.sort(key=lambda s: s.id, reverse=True)
+    keep: set[str] = set()
+    newest_good: set[str] = set()
+    for component in COMPONENTS:
+        holders = [s for s in complete if component in s.components]
+        keep.update(s.id for s in holders[: max(keep_count, 1)])
+        good = [s for s in holders if s.good]
+        if good:
+            newest_good.add(good[0].id)
+    doomed = []
+    for info in complete:
+        if info.id in newest_good:
+            continue
+        too_old = keep_days > 0 and info.age_seconds is not None and info.age_seconds > keep_days * 86400
+        if info.id not in keep or too_old:
+            doomed.append(info)
+    return doomed
+
+
+# ---- PostgreSQL ---------------------------------------------------------------------------------------------
+
+# One row per ordinary table: "schema.table<TAB>rows", names quoted like pg_dump quotes them in COPY headers.
+ROW_COUNT_SQL = (
+    "SELECT format('%I.%I', n.nspname, c.relname), "
+    "(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM ONLY %I.%I', n.nspname, c.relname), "
+    "false, true, '')))[1]::text "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' "
+    "ORDER BY 1"
+)
+
+
+def as_user(user: str, argv: list[str]) -> list[str]:
+    """Run ``argv`` as ``user`` (the module and the program run as root; PostgreSQL uses peer authentication)."""
+    return ["runuser", "-u", user, "--", *argv]
+
+
+def psql_argv(database: str, sql: str, port: int = 5432, user: str = "postgres") -> list[str]:
+    return as_user(user, ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-p", str(port),
+                          "-d", database, "-c", sql])
+
+
+def pg_dump_argv(database: str, output: str, fmt: str = "custom", jobs: int = 1, port: int = 5432,
+                 user: str = "postgres") -> list[str]:
+    argv = ["pg_dump", "-p", str(port), "-d", database, "-f", output]
+    if fmt == "directory":
+        argv += ["-Fd", "-j", str(max(jobs, 1))]
+    else:
+        argv += ["-Fc"]
+    return as_user(user, argv)
+
+
+def pg_restore_argv(database: str, source: str, jobs: int = 1, port: int = 5432, user: str = "postgres") -> list[str]:
+    """Load a dump into ``database``; the first error stops it (the scratch database is dropped then)."""
+    argv = ["pg_restore", "-p", str(port), "-d", database, "--exit-on-error", "--no-password"]
+    if jobs > 1:
+        argv += ["-j", str(jobs)]  # parallel: no single transaction, but the target is a throw-away scratch db
+    else:
+        argv += ["--single-transaction"]
+    return as_user(user, [*argv, source])
+
+
+def pg_restore_data_argv(source: str) -> list[str]:
+    """Replay a dump's data as SQL text on stdout (reads the whole dump: proves it is readable end to end)."""
+    return ["pg_restore", "--data-only", "-f", "-", source]
+
+
+def parse_row_counts(text: str) -> dict[str, int]:
+    counts = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        name, _, value = line.partition("\t")
+        counts[name.strip()] = int(value.strip() or 0)
+    return counts
+
+
+_COPY_RE = re.compile(rb"^COPY (.+?) (?:\(.*\) )?FROM stdin;$")
+
+
+def count_copy_rows(lines: t.Iterable[bytes]) -> dict[str, int]:
+    """Rows per table in the plain-SQL form of a dump (``pg_restore -f -``): lines between COPY and ``\\.``."""
+    counts: dict[str, int] = {}
+    table: str | None = None
+    rows = 0
+    for line in lines:
+        if table is None:
+            if line.startswith(b"COPY "):
+                match = _COPY_RE.match(line.rstrip(b"\r\n"))
+                if match:
+                    table = match.group(1).decode("utf-8", "replace")
+                    rows = 0
+            continue
+        if line.rstrip(b"\r\n") == b"\\.":
+            counts[table] = counts.get(table, 0) + rows
+            table = None
+        else:
+            rows += 1
+    if table is not None:
+        raise BackupError(f"the dump ends inside the data of table {table} (truncated)")
+    return counts
+
+
+def compare_counts(expected: dict[str, int], actual: dict[str, int]) -> list[str]:
+    """Differences between the row counts a manifest recorded and what a database holds."""
+    problems = []
+    for name in sorted(set(expected) | set(actual)):
+        want = expected.get(name)
+        have = actual.get(name, 0)
+        if want is None:
+            if have:
+                problems.append(f"{name}: {have} rows, not in the manifest")
+        elif want != have:
+            problems.append(f"{name}: {have} rows, the manifest says {want}")
+    return problems
+
+
+def scratch_name(database: str, set_id: str) -> str:
+    return f"{database}__restore_{set_id.lower()}"[:63]
+
+
+def previous_name(database: str, moment: _dt.datetime) -> str:
+    return f"{database}__pre_{new_set_id(moment).lower()}"[:63]
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# ---- Redis --------------------------------------------------------------------------------------------------
+
+
+def redis_cli_argv(*command: str, host: str = "127.0.0.1", port: int = 6379) -> list[str]:
+    """redis-cli; the password travels in REDISCLI_AUTH, never on the command line."""
+    return ["redis-cli", "--no-auth-warning", "-h", host, "-p", str(port), *command]
+
+
+def parse_info(text: str) -> dict[str, str]:
+    info = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and ":" in line:
+            key, _, value = line.partition(":")
+            info[key] = value
+    return info
+
+
+def parse_keyspace(info: dict[str, str]) -> dict[str, dict[str, int]]:
+    """``db0:keys=5,expires=1,avg_ttl=0`` → {"db0": {"keys": 5, "expires": 1}}."""
+    spaces = {}
+    for key, value in info.items():
+        if re.match(r"^db\d+$", key):
+            fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+            spaces[key] = {"keys": int(fields.get("keys", 0)), "expires": int(fields.get("expires", 0))}
+    return spaces
+
+
+def compare_keyspace(expected: dict[str, dict[str, int]], actual: dict[str, dict[str, int]]) -> list[str]:
+    """Keys expected back after loading an RDB; keys with a TTL may have expired meanwhile."""
+    problems = []
+    for db in sorted(set(expected) | set(actual)):
+        want = expected.get(db, {"keys": 0, "expires": 0})
+        have = actual.get(db, {"keys": 0, "expires": 0})
+        low = want["keys"] - want.get("expires", 0)
+        if not low <= have["keys"] <= want["keys"]:
+            span = f"{want['keys']}" if low == want["keys"] else f"{low}..{want['keys']}"
+            problems.append(f"redis {db}: {have['keys']} keys, the manifest says {span}")
+    return problems
+
+
+# ---- MongoDB (unit-tested only: no MongoDB server or tools can be installed on these machines) --------------
+
+
+def mongo_config_text(uri: str) -> str:
+    """Content of the 0600 --config file that carries the URI (and so the password) instead of argv."""
+    return "uri: " + json.dumps(uri) + "\n"
+
+
+def mongodump_argv(config_file: str, archive: str, database: str | None = None) -> list[str]:
+    argv = ["mongodump", f"--config={config_file}", f"--archive={archive}", "--gzip"]
+    if database:
+        argv.append(f"--db={database}")
+    return argv
+
+
+def mongorestore_argv(config_file: str, archive: str, drop: bool = True, dry_run: bool = False,
+                      ns_include: str | None = None) -> list[str]:
+    argv = ["mongorestore", f"--config={config_file}", f"--archive={archive}", "--gzip", "--stopOnError"]
+    if drop:
+        argv.append("--drop")
+    if ns_include:
+        argv.append(f"--nsInclude={ns_include}")
+    if dry_run:
+        argv.append("--dryRun")
+    return argv
+
+
+def check_mongo_archive(path: str) -> list[str]:
+    """A mongodump --archive --gzip file must be a gzip stream readable to its end that starts with the magic."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            head = handle.read(4)
+            while handle.read(_CHUNK):
+                pass
+    except (OSError, EOFError) as exc:
+        return [f"{os.path.basename(path)} is not a complete gzip stream ({exc})"]
+    if len(head) < 4 or int.from_bytes(head, "little") != MONGO_ARCHIVE_MAGIC:
+        return [f"{os.path.basename(path)} is not a mongodump archive (bad magic number)"]
+    return []
+
+
+# ---- age encryption -----------------------------------------------------------------------------------------
+
+
+def age_encrypt_argv(recipients: list[str], source: str, target: str) -> list[str]:
+    argv = ["age"]
+    for recipient in recipients:
+        argv += ["-r", recipient]
+    return [*argv, "-o", target, source]
+
+
+def age_decrypt_argv(identity_file: str, source: str, target: str) -> list[str]:
+    return ["age", "-d", "-i", identity_file, "-o", target, source]
+
+
+# ---- taking a backup (the program on the host) --------------------------------------------------------------
+
+
+class Runner(t.Protocol):
+    def run(self, argv: list[str], env: dict[str, str] | None = None,
+            stdout: str | None = None) -> tuple[int, str, str]: ...
+
+    def consume(self, argv: list[str], consumer: t.Callable[[t.IO[bytes]], t.Any],
+                env: dict[str, str] | None = None) -> tuple[int, t.Any, str]: ...
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0]
+
+
+def _chown(path: str, user: str | None, group: str | None) -> None:
+    """chown by name when both names exist here (unit tests run as a normal user without them)."""
+    import grp
+    import pwd
+
+    try:
+        uid = pwd.getpwnam(user).pw_uid if user else -1
+        gid = grp.getgrnam(group).gr_gid if group else -1
+    except KeyError:
+        return
+    if os.geteuid() == 0:
+        os.chown(path, uid, gid)
+
+
+class BackupJob:
+    """One run of the backup program: writes ``<root>/<app>/.tmp-<id>``, then renames it to ``<id>``."""
+
+    def __init__(self, config: dict[str, t.Any], runner: Runner, log: t.Callable[[str], None] = print,
+                 clock: t.Callable[[], _dt.datetime] = utcnow, sleep: t.Callable[[float], None] = time.sleep,
+                 monotonic: t.Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.runner = runner
+        self.log = log
+        self.clock = clock
+        self.sleep = sleep
+        self.monotonic = monotonic
+        self.app = config["app"]
+        self.app_dir = os.path.join(config.get("root", "/var/backups/pyfleet"), self.app)
+        self.files: dict[str, dict[str, t.Any]] = {}
+        self.tools: dict[str, str] = {}
+
+    # -- helpers
+    def _run(self, argv: list[str], what: str, env: dict[str, str] | None = None,
+             stdout: str | None = None) -> str:
+        rc, out, err = self.runner.run(argv, env=env, stdout=stdout)
+        if rc != 0:
+            raise BackupError(f"{what} failed (rc={rc}): {(err or out).strip()[-2000:]}")
+        return out
+
+    def _version(self, name: str, argv: list[str]) -> None:
+        rc, out, err = self.runner.run(argv)
+        self.tools[name] = _first_line(out or err) if rc == 0 else "unknown"
+
+    # -- components
+    def backup_postgresql(self, set_dir: str) -> dict[str, t.Any]:
+        cfg = self.config["postgresql"]
+        port = int(cfg.get("port", 5432))
+        fmt = cfg.get("format", "custom")
+        jobs = int(cfg.get("jobs", 1))
+        user = cfg.get("os_user", "postgres")
+        folder = os.path.join(set_dir, "postgresql")
+        os.mkdir(folder, 0o770)
+        os.chmod(folder, 0o770)
+        _chown(folder, "root", user)
+        self._version("pg_dump", ["pg_dump", "--version"])
+        server = self._run(psql_argv("postgres", "SHOW server_version", port, user), "psql SHOW server_version")
+        databases = {}
+        for database in cfg["databases"]:
+            name = f"{database}.dir" if fmt == "directory" else f"{database}.dump"
+            target = os.path.join(folder, name)
+            started = self.monotonic()
+            self._run(pg_dump_argv(database, target, fmt, jobs, port, user), f"pg_dump of {database}")
+            owner_sql = f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {quote_literal(database)}"
+            owner = self._run(psql_argv("postgres", owner_sql, port, user), f"psql owner of {database}").strip()
+            # Reading the dump back proves it is readable end to end and counts the rows it really holds.
+            rc, counts, err = self.runner.consume(pg_restore_data_argv(target), count_copy_rows)
+            if rc != 0:
+                raise BackupError(f"pg_restore could not read back the dump of {database} (rc={rc}): {err.strip()}")
+            # root owns the dump; postgres may read it (a restore runs pg_restore as postgres), nobody else.
+            for base, dirs, names in os.walk(target) if os.path.isdir(target) else []:
+                for entry in dirs:
+                    os.chmod(os.path.join(base, entry), 0o750)
+                    _chown(os.path.join(base, entry), "root", user)
+                for entry in names:
+                    os.chmod(os.path.join(base, entry), 0o640)
+                    _chown(os.path.join(base, entry), "root", user)
+            os.chmod(target, 0o750 if os.path.isdir(target) else 0o640)
+            _chown(target, "root", user)
+            databases[database] = {
+                "file": f"postgresql/{name}",
+                "format": fmt,
+                "owner": owner,
+                "tables": counts,
+                "rows": sum(counts.values()),
+                "seconds": round(self.monotonic() - started, 2),
+            }
+            self.log(f"postgresql: {database} dumped ({len(counts)} tables, {sum(counts.values())} rows)")
+        os.chmod(folder, 0o750)
+        return {"databases": databases, "server_version": server.strip(), "port": port, "os_user": user}
+
+    def backup_redis(self, set_dir: str) -> dict[str, t.Any]:
+        cfg = self.config["redis"]
+        env = {"REDISCLI_AUTH": cfg["password"]} if cfg.get("password") else {}
+        host, port = cfg.get("host", "127.0.0.1"), int(cfg.get("port", 6379))
+        rdb = cfg.get("rdb_path", "/var/lib/redis/dump.rdb")
+        timeout = float(cfg.get("timeout", 600))
+
+        def cli(*command: str) -> str:
+            out = self._run(redis_cli_argv(*command, host=host, port=port), f"redis-cli {command[0]}", env=env)
+            if out.startswith(("ERR", "NOAUTH", "WRONGPASS")):
+                raise BackupError(f"redis-cli {command[0]} failed: {out.strip()}")
+            return out
+
+        folder = os.path.join(set_dir, "redis")
+        os.mkdir(folder, 0o700)
+        target = os.path.join(folder, "dump.rdb")
+        exact = False
+        keyspace: dict[str, dict[str, int]] = {}
+        for _attempt in range(3):
+            before = parse_keyspace(parse_info(cli("INFO", "keyspace")))
+            last = int(cli("LASTSAVE").strip())
+            reply = cli("BGSAVE").strip()
+            if "in progress" in reply.lower() or "scheduled" in reply.lower():
+                self.log(f"redis: {reply}")
+            deadline = self.monotonic() + timeout
+            while True:
+                info = parse_info(cli("INFO", "persistence"))
+                now_last = int(cli("LASTSAVE").strip())
+                if now_last > last and info.get("rdb_bgsave_in_progress") == "0":
+                    status = info.get("rdb_last_bgsave_status")
+                    if status != "ok":
+                        raise BackupError(f"redis BGSAVE failed (rdb_last_bgsave_status={status})")
+                    break
+                if self.monotonic() > deadline:
+                    raise BackupError(f"redis BGSAVE did not finish within {timeout:.0f} s (LASTSAVE did not move)")
+                self.sleep(0.2)
+            shutil.copyfile(rdb, target)
+            after = parse_keyspace(parse_info(cli("INFO", "keyspace")))
+            keyspace = after
+            if before == after:
+                exact = True
+                break
+            self.log("redis: keys changed while saving, saving again")
+        os.chmod(target, 0o600)
+        check = shutil.which("redis-check-rdb")
+        if check:
+            self._run([check, target], "redis-check-rdb of the copied RDB")
+        version = parse_info(cli("INFO", "server")).get("redis_version", "unknown")
+        self.tools["redis"] = version
+        self.log(f"redis: RDB copied ({sum(v['keys'] for v in keyspace.values())} keys)")
+        return {"file": "redis/dump.rdb", "keyspace": keyspace, "keys_exact": exact, "redis_version": version,
+                "rdb_path": rdb}
+
+    def backup_mongodb(self, set_dir: str) -> dict[str, t.Any]:
+        cfg = self.config["mongodb"]
+        folder = os.path.join(set_dir, "mongodb")
+        os.mkdir(folder, 0o700)
+        name = cfg.get("name", "mongodb")
+        target = os.path.join(folder, f"{name}.archive.gz")
+        conf = os.path.join(folder, ".mongo.conf")
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(mongo_config_text(cfg["uri"]))
+        try:
+            self._version("mongodump", ["mongodump", "--version"])
+            self._run(mongodump_argv(conf, target, cfg.get("database")), "mongodump")
+        finally:
+            os.unlink(conf)
+        problems = check_mongo_archive(target)
+        if problems:
+            raise BackupError("; ".join(problems))
+        os.chmod(target, 0o600)
+        return {"file": f"mongodb/{name}.archive.gz", "database": cfg.get("database")}
+
+    def backup_files(self, set_dir: str) -> dict[str, t.Any]:
+        cfg = self.config["files"]
+        folder = os.path.join(set_dir, "files")
+        os.mkdir(folder, 0o700)
+        target = os.path.join(folder, "files.tar.gz")
+        entries = []
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as archive:
+            for path in cfg["paths"]:
+                if not os.path.lexists(path):
+                    self.log(f"files: {path} does not exist, skipped")
+                    continue
+                real = os.path.realpath(path)
+                # current -> releases/<version>: keep the link and the release it points to.
+                if os.path.islink(path):
+                    archive.add(path, arcname=path.lstrip("/"), recursive=False)
+                archive.add(real, arcname=real.lstrip("/"))
+                entries.append({"path": path, "target": real if real != path else None})
+        with tarfile.open(target, "r:gz") as archive:
+            members = len(archive.getmembers())
+        return {"file": "files/files.tar.gz", "paths": entries, "members": members}
+
+    # -- the run
+    def _encrypt(self, set_dir: str) -> dict[str, t.Any] | None:
+        recipients = self.config.get("age_recipients") or []
+        if not recipients:
+            return None
+        self._version("age", ["age", "--version"])
+        plain = {}
+        for rel in sorted(self.files):
+            source = os.path.join(set_dir, rel)
+            target = source + ".age"
+            self._run(age_encrypt_argv(recipients, source, target), f"age encryption of {rel}")
+            mode = stat.S_IMODE(os.stat(source).st_mode)
+            st = os.stat(source)
+            os.chmod(target, mode)
+            if os.geteuid() == 0:
+                os.chown(target, st.st_uid, st.st_gid)
+            os.unlink(source)
+            plain[rel] = self.files[rel]
+        self.files = {rel + ".age": file_records(set_dir, rel + ".age")[rel + ".age"] for rel in plain}
+        for rel, record in plain.items():
+            self.files[rel + ".age"]["plain_sha256"] = record["sha256"]
+            self.files[rel + ".age"]["plain_size"] = record["size"]
+        return {"tool": "age", "recipients": recipients}
+
+    def run(self, components: list[str] | None = None) -> dict[str, t.Any]:
+        wanted = [c for c in COMPONENTS if c in (components or [c for c in COMPONENTS if self.config.get(c)])]
+        missing = [c for c in wanted if not self.config.get(c)]
+        if missing:
+            raise BackupError(f"component(s) {', '.join(missing)} are not configured for {self.app}")
+        if not wanted:
+            raise BackupError(f"no components configured for {self.app}")
+        os.makedirs(self.app_dir, mode=0o751, exist_ok=True)
+        started = self.clock()
+        set_id = new_set_id(started)
+        while os.path.lexists(os.path.join(self.app_dir, set_id)):
+            self.sleep(1)
+            started = self.clock()
+            set_id = new_set_id(started)
+        t0 = self.monotonic()
+        # The lock is held, so any temporary set left behind belongs to a crashed run.
+        for name in os.listdir(self.app_dir):
+            if name.startswith(TMP_PREFIX):
+                shutil.rmtree(os.path.join(self.app_dir, name), ignore_errors=True)
+                self.log(f"removed the incomplete set {name} of an earlier run")
+        tmp = os.path.join(self.app_dir, TMP_PREFIX + set_id)
+        os.mkdir(tmp, 0o751)
+        os.chmod(tmp, 0o751)
+        self.log(f"set {set_id}: {', '.join(wanted)}")
+        try:
+            details = {}
+            for component in wanted:
+                details[component] = getattr(self, f"backup_{component}")(tmp)
+                self.files.update(self._records(tmp, details[component]))
+            encryption = self._encrypt(tmp)
+            finished = self.clock()
+            manifest = {
+                "format": FORMAT,
+                "id": set_id,
+                "app": self.app,
+                "host": self.config.get("host") or socket.getfqdn(),
+                "created_at": iso(started),
+                "finished_at": iso(finished),
+                "duration_seconds": round(self.monotonic() - t0, 2),
+                "components": details,
+                "files": self.files,
+                "tool_versions": self.tools,
+                "encryption": encryption,
+            }
+            write_manifest(tmp, manifest)
+            final = os.path.join(self.app_dir, set_id)
+            os.rename(tmp, final)
+            _fsync_dir(self.app_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        size = sum(r["size"] for r in self.files.values())
+        self.log(f"set {set_id} complete: {human_size(size)} in {manifest['duration_seconds']} s")
+        deleted = self.prune()
+        return {"id": set_id, "path": final, "size": size, "size_human": human_size(size),
+                "duration_seconds": manifest["duration_seconds"], "components": wanted, "deleted": deleted}
+
+    @staticmethod
+    def _records(set_dir: str, detail: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+        records = {}
+        rels = [detail["file"]] if "file" in detail else []
+        rels += [db["file"] for db in detail.get("databases", {}).values()]
+        for rel in rels:
+            records.update(file_records(set_dir, rel))
+        return records
+
+    def prune(self) -> list[str]:
+        sets = list_sets(self.app_dir, app=self.app, checksums=False, now=self.clock(), include_incomplete=False)
+        doomed = retention_plan(sets, int(self.config.get("keep_count", 7)), float(self.config.get("keep_days", 0)),
+                                now=self.clock())
+        for info in doomed:
+            shutil.rmtree(info.path)
+            self.log(f"retention: removed set {info.id}")
+        return [info.id for info in doomed]
+
+
+def write_manifest(set_dir: str, manifest: dict[str, t.Any]) -> None:
+    path = os.path.join(set_dir, MANIFEST)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
