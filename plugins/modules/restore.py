@@ -1,0 +1,248 @@
+#!/usr/bin/python
+# Copyright (c) pyfleet.server contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+# ruff: noqa: E402, EXE001
+
+DOCUMENTATION = r"""
+module: restore
+short_description: Restore a verified backup set without ever making things worse
+version_added: 0.1.0
+author:
+  - pyfleet.server contributors (@pyfleet)
+description:
+  - Restores a backup set written by the C(pyfleet.server.backup) role, chosen by O(path), by id (O(set)) or
+    V(latest) (the newest complete, verified set holding the requested O(components)).
+  - Before anything is touched, the set's C(manifest.json) is read and every file is checked against its size and
+    sha256. A missing manifest, a set of another app, a truncated or altered file are refused with the reason, and
+    nothing changes.
+  - B(PostgreSQL) (local server, as the O(postgresql_os_user) OS user over the local socket, peer authentication).
+    Each dump is loaded with C(pg_restore --exit-on-error --single-transaction) into a scratch database
+    C(<db>__restore_<id>). Its row counts per table must equal those the manifest recorded (they were read back from
+    the dump itself when it was taken). Only then are the sessions of the live database ended, the live database
+    renamed to C(<db>__pre_<timestamp>) and the scratch database renamed to C(<db>). Previous databases beyond
+    O(keep_previous) are dropped. If loading or comparing fails, the scratch database is dropped and the live one
+    was never touched.
+  - B(Redis). The RDB is checked with C(redis-check-rdb), the service stopped, the live RDB renamed to
+    C(<rdb>.pre-<timestamp>), the set's RDB put in place and the service started. The key counts per database must
+    then match the manifest (keys with a TTL may have expired). Otherwise the previous RDB is put back and Redis
+    started on it again. Stop the app's writers first (C(playbooks/restore.yml) does).
+  - B(MongoDB) through C(mongorestore --archive --gzip --drop) after a C(--dryRun). No MongoDB server or tools could
+    be installed where this collection is built and tested, so MongoDB restores are covered by unit tests only.
+  - Idempotent. The set restored is recorded in O(state_dir)/<app>.json and, for PostgreSQL, in
+    C(COMMENT ON DATABASE). Restoring the same set again reports V(changed=false) unless O(force=true).
+attributes:
+  check_mode:
+    support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    details:
+      - Verifies the set, reads the live state and the markers, lists each dump (C(pg_restore -l)) and checks the RDB,
+        then reports what a real run would restore. Nothing is changed.
+  diff_mode:
+    support: full
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    details:
+      - Shows, per database and for Redis, the live row or key counts and the set restored before, next to what the
+        set will bring.
+  idempotent:
+    support: full
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+options:
+  app:
+    description: Application the set belongs to; a set whose manifest names another app is refused.
+    type: str
+    required: true
+  root:
+    description: Directory holding the sets of every app (the role's C(backup_root)).
+    type: path
+    default: /var/backups/pyfleet
+  set:
+    description: Id of the set to restore (C(20250124T031500Z)), or V(latest).
+    type: str
+    default: latest
+  path:
+    description: Directory of the set to restore, instead of O(set).
+    type: path
+  components:
+    description: Components to restore; default is every restorable component the set holds.
+    type: list
+    elements: str
+    choices: [postgresql, redis, mongodb]
+    default: []
+  databases:
+    description: PostgreSQL databases to restore; default is every database in the set.
+    type: list
+    elements: str
+    default: []
+  force:
+    description: Restore even when the marker says this set is already restored.
+    type: bool
+    default: false
+  keep_previous:
+    description: Previous databases (C(<db>__pre_*)) and RDBs (C(<rdb>.pre-*)) kept after a restore.
+    type: int
+    default: 1
+  state_dir:
+    description: Directory of the markers recording which set was restored.
+    type: path
+    default: /var/lib/pyfleet/restore
+  timeout:
+    description: Seconds to wait for sessions to end and for Redis to load its data.
+    type: int
+    default: 120
+  postgresql_port:
+    description: Port of the local PostgreSQL server.
+    type: int
+    default: 5432
+  postgresql_os_user:
+    description: OS user that is a PostgreSQL superuser through peer authentication.
+    type: str
+    default: postgres
+  postgresql_jobs:
+    description: Parallel jobs for dumps in directory format (loaded without a single transaction then).
+    type: int
+    default: 2
+  redis_host:
+    description: Redis address.
+    type: str
+    default: 127.0.0.1
+  redis_port:
+    description: Redis port.
+    type: int
+    default: 6379
+  redis_password:
+    description: Redis password; handed to redis-cli in its environment only.
+    type: str
+  redis_service:
+    description: systemd unit of Redis.
+    type: str
+    default: redis-server
+  redis_rdb_path:
+    description: RDB file Redis loads at start; default is the path recorded in the manifest.
+    type: path
+  mongodb_uri:
+    description: MongoDB URI for mongorestore, written to a 0600 C(--config) file, never to the command line.
+    type: str
+  age_identity:
+    description:
+      - age private key (file content) for an encrypted set. It is written to a 0600 file next to the decrypted
+        copies and deleted when the module ends; it never stays on the host.
+    type: str
+notes:
+  - Database-level settings (C(ALTER DATABASE ... SET)) and grants on the database itself are not part of a
+    C(pg_dump) and are not carried over; the database owner is.
+  - Redis data is restored as a whole (every logical database of the instance).
+seealso:
+  - module: pyfleet.server.backup_info
+"""
+
+EXAMPLES = r"""
+- name: Restore the newest good set of fleetdemo (PostgreSQL and Redis)
+  pyfleet.server.restore:
+    app: fleetdemo
+    redis_password: "{{ redis_password }}"
+  register: restored
+
+- name: Restore only the database from a chosen set
+  pyfleet.server.restore:
+    app: fleetdemo
+    set: 20250124T031500Z
+    components: [postgresql]
+
+- name: Restore an encrypted set (the key comes from Vault, never stored on the host)
+  pyfleet.server.restore:
+    app: fleetdemo
+    path: /var/backups/pyfleet/fleetdemo/20250124T031500Z
+    age_identity: "{{ vault_backup_age_identity }}"
+    redis_password: "{{ redis_password }}"
+"""
+
+RETURN = r"""
+set:
+  description: The set restored (id, path, created_at, size, components, manifest_sha256...).
+  returned: always
+  type: dict
+restored:
+  description: What was (or in check mode would be) restored, C(postgresql/<db>), C(redis), C(mongodb).
+  returned: always
+  type: list
+  elements: str
+  sample: [postgresql/fleetdemo, redis]
+unchanged:
+  description: What already held this set and was left alone.
+  returned: always
+  type: list
+  elements: str
+details:
+  description: Per restored item, what happened (previous database or RDB kept, old ones dropped, row counts).
+  returned: always
+  type: dict
+actions:
+  description: One line per action taken.
+  returned: always
+  type: list
+  elements: str
+msg:
+  description: Summary.
+  returned: always
+  type: str
+  sample: restored postgresql/fleetdemo, redis from 20250124T031500Z
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pyfleet.server.plugins.module_utils.restore import RestoreError, Restorer
+
+
+def argument_spec() -> dict:
+    return {
+        "app": {"type": "str", "required": True},
+        "root": {"type": "path", "default": "/var/backups/pyfleet"},
+        "set": {"type": "str", "default": "latest"},
+        "path": {"type": "path"},
+        "components": {"type": "list", "elements": "str", "choices": ["postgresql", "redis", "mongodb"],
+                       "default": []},
+        "databases": {"type": "list", "elements": "str", "default": []},
+        "force": {"type": "bool", "default": False},
+        "keep_previous": {"type": "int", "default": 1},
+        "state_dir": {"type": "path", "default": "/var/lib/pyfleet/restore"},
+        "timeout": {"type": "int", "default": 120},
+        "postgresql_port": {"type": "int", "default": 5432},
+        "postgresql_os_user": {"type": "str", "default": "postgres"},
+        "postgresql_jobs": {"type": "int", "default": 2},
+        "redis_host": {"type": "str", "default": "127.0.0.1"},
+        "redis_port": {"type": "int", "default": 6379},
+        "redis_password": {"type": "str", "no_log": True},
+        "redis_service": {"type": "str", "default": "redis-server"},
+        "redis_rdb_path": {"type": "path"},
+        "mongodb_uri": {"type": "str", "no_log": True},
+        "age_identity": {"type": "str", "no_log": True},
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[("set", "path")])
+    p = module.params
+    if p["keep_previous"] < 0:
+        module.fail_json(msg=f"keep_previous must be 0 or more, got {p['keep_previous']}")
+
+    def run(argv, env=None):
+        return module.run_command(argv, environ_update=env or {}, cwd="/")
+
+    restorer = Restorer(p, run, check_mode=module.check_mode, warn=module.warn)
+    try:
+        result = restorer.execute()
+    except RestoreError as exc:
+        module.fail_json(msg=str(exc), set=restorer.info.to_dict() if restorer.info else None,
+                         actions=restorer.actions)
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
