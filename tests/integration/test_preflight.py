@@ -49,6 +49,28 @@ CASES = {
         _extra(postgresql_databases=[{"name": "db", "owner": "nobody"}]),
         ["postgresql_databases entry 'db' must name an owner listed in postgresql_users"],
     ),
+    "tls-files-missing": (
+        _extra(nginx_tls_source="files", nginx_tls_cert_src="/nonexistent/cert.pem",
+               nginx_tls_key_src="/nonexistent/key.pem"),
+        ["nginx_tls_source 'files' needs readable files on the controller", "/nonexistent/cert.pem"],
+    ),
+    "acme-without-email": (
+        _extra(nginx_tls_source="acme", nginx_server_names=["edge.example.org"]),
+        ["nginx_tls_source 'acme' needs nginx_acme_email"],
+    ),
+    "acme-without-domain": (
+        _extra(nginx_tls_source="acme", nginx_acme_email="ops@example.org", nginx_server_names=["localhost"]),
+        ["at least one fully qualified domain"],
+    ),
+    "ufw-invalid-cidr": (
+        _extra(ufw_rules=[{"port": 5432, "from": "10.0.0.0/33"}]),
+        ["ufw_rules[0].from '10.0.0.0/33' is not 'any', an IP address or a valid CIDR network"],
+    ),
+    "ufw-rules-block-ssh": (
+        _extra(ufw_rules=[{"port": "20:25", "rule": "deny"}]),
+        ["ufw_rules[0] (deny 20:25) would block SSH on port 22"],
+    ),
+    "ufw-no-ssh-source": (_extra(ufw_ssh_from=[]), ["ufw would lock SSH out"]),
 }
 
 
