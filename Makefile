@@ -33,6 +33,7 @@ lint: setup
 	ansible-lint --offline
 	ruff check plugins tests examples molecule
 	scripts/sanity.sh
+	ansible-galaxy collection build --force --output-path build/dist >/dev/null
 
 unit: setup
 	scripts/run-pytest.sh tests/unit
