@@ -1,0 +1,279 @@
+"""Unit tests of plugins/module_utils/restore.py: refusals, the scratch-database swap, Redis rollback, idempotence."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[4]
+
+
+def _make_collection_importable() -> None:
+    try:
+        import ansible_collections.pyfleet.server.plugins.module_utils.restore  # noqa: F401
+    except ImportError:
+        farm = Path(tempfile.mkdtemp(prefix="pyfleet-coll-"))
+        (farm / "ansible_collections" / "pyfleet").mkdir(parents=True)
+        (farm / "ansible_collections" / "pyfleet" / "server").symlink_to(REPO)
+        sys.path.insert(0, str(farm))
+
+
+_make_collection_importable()
+
+# ruff: noqa: E402
+from ansible_collections.pyfleet.server.plugins.module_utils import backup as b
+from ansible_collections.pyfleet.server.plugins.module_utils import restore as r
+
+SET_ID = "20250124T110000Z"
+NOW = dt.datetime(2025, 1, 24, 12, 0, 0, tzinfo=dt.UTC)
+
+
+def make_set(root: Path, app: str = "fleetdemo", mongodb: bool = False) -> Path:
+    path = root / "fleetdemo" / SET_ID
+    (path / "postgresql").mkdir(parents=True)
+    (path / "postgresql" / "fleetdemo.dump").write_bytes(b"PGDMP" + b"1" * 50)
+    (path / "redis").mkdir()
+    (path / "redis" / "dump.rdb").write_bytes(b"REDIS0011-new")
+    comps = {
+        "postgresql": {"databases": {"fleetdemo": {"file": "postgresql/fleetdemo.dump", "owner": "fleetdemo",
+                                                   "tables": {"public.items": 3}}}},
+        "redis": {"file": "redis/dump.rdb", "keyspace": {"db0": {"keys": 2, "expires": 0}}, "keys_exact": True},
+    }
+    files = {**b.file_records(str(path), "postgresql/fleetdemo.dump"), **b.file_records(str(path), "redis/dump.rdb")}
+    if mongodb:
+        (path / "mongodb").mkdir()
+        (path / "mongodb" / "m.archive.gz").write_bytes(gzip.compress(b.MONGO_ARCHIVE_MAGIC.to_bytes(4, "little")))
+        files.update(b.file_records(str(path), "mongodb/m.archive.gz"))
+        comps["mongodb"] = {"file": "mongodb/m.archive.gz", "database": "playpark"}
+    b.write_manifest(str(path), {"format": 1, "id": SET_ID, "app": app, "components": comps, "files": files})
+    return path
+
+
+class FakeHost:
+    """PostgreSQL databases with comments, a Redis with an RDB file, systemctl; records every command."""
+
+    def __init__(self, rdb: Path, restore_rc: int = 0, scratch_rows: int = 3, redis_keys_after: int = 2):
+        self.dbs = {"postgres": "", "fleetdemo": ""}
+        self.rdb = rdb
+        self.restore_rc = restore_rc
+        self.scratch_rows = scratch_rows
+        self.redis_keys_after = redis_keys_after
+        self.redis_up = True
+        self.calls: list[list[str]] = []
+        self.envs: list[dict | None] = []
+
+    def sql_calls(self) -> list[str]:
+        return [c[-1] for c in self.calls if "psql" in c]
+
+    def __call__(self, argv, env=None):
+        self.calls.append(argv)
+        self.envs.append(env)
+        if "psql" in argv:
+            return self.psql(argv[argv.index("-d") + 1], argv[-1])
+        if "pg_restore" in argv:
+            if "-l" in argv:
+                return 0, "; Archive created", ""
+            if self.restore_rc:
+                return self.restore_rc, "", "pg_restore: error: could not read input file: end of file"
+            return 0, "", ""
+        if argv[0] == "systemctl":
+            self.redis_up = argv[1] == "start"
+            return 0, "", ""
+        if argv[0] == "redis-cli":
+            if not self.redis_up:
+                return 1, "Could not connect to Redis at 127.0.0.1:6379: Connection refused", ""
+            command = argv[6:]
+            if command == ["INFO", "keyspace"]:
+                keys = self.redis_keys_after if self.rdb.read_bytes() == b"REDIS0011-new" else 5
+                return 0, f"# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n", ""
+            if command == ["INFO", "persistence"]:
+                return 0, "loading:0\r\n", ""
+            if command[:2] == ["CONFIG", "GET"]:
+                return 0, "appendonly\nno\n", ""
+        if argv[0].endswith("redis-check-rdb"):
+            return 0, "RDB looks OK", ""
+        if argv[0] in ("mongorestore",):
+            return 0, "", "done"
+        return 0, "", ""
+
+    def psql(self, database: str, sql: str):
+        if m := re.match(r"SELECT 1 FROM pg_database WHERE datname = '(.+)'", sql):
+            return 0, "1\n" if m.group(1) in self.dbs else "", ""
+        if m := re.match(r"SELECT shobj_description.*datname = '(.+)'", sql):
+            return 0, self.dbs.get(m.group(1), "") + "\n", ""
+        if sql == b.ROW_COUNT_SQL:
+            rows = self.scratch_rows if "__restore_" in database else 7
+            return 0, f"public.alembic_version\t1\npublic.items\t{rows}\n" if rows != 3 else "public.items\t3\n", ""
+        if m := re.match(r'DROP DATABASE IF EXISTS "(.+)" WITH \(FORCE\)', sql):
+            self.dbs.pop(m.group(1), None)
+        elif m := re.match(r'CREATE DATABASE "(.+)" OWNER', sql):
+            self.dbs[m.group(1)] = ""
+        elif m := re.match(r'ALTER DATABASE "(.+)" RENAME TO "(.+)"', sql):
+            self.dbs[m.group(2)] = self.dbs.pop(m.group(1))
+        elif m := re.match(r"COMMENT ON DATABASE \"(.+)\" IS '(.+)'", sql):
+            self.dbs[m.group(1)] = m.group(2)
+        elif sql.startswith("SELECT count(pg_terminate_backend"):
+            return 0, "0\n", ""
+        elif sql.startswith("SELECT datname FROM pg_database WHERE left"):
+            return 0, "\n".join(sorted((d for d in self.dbs if "__pre_" in d), reverse=True)), ""
+        return 0, "", ""
+
+
+def params(tmp_path: Path, **extra) -> dict:
+    values = {"app": "fleetdemo", "root": str(tmp_path / "backups"), "set": "latest", "path": None,
+              "components": [], "databases": [], "force": False, "keep_previous": 1,
+              "state_dir": str(tmp_path / "state"), "timeout": 5, "postgresql_port": 5432,
+              "postgresql_os_user": "postgres", "postgresql_jobs": 2, "redis_host": "127.0.0.1", "redis_port": 6379,
+              "redis_password": "pw", "redis_service": "redis-server", "redis_rdb_path": str(tmp_path / "dump.rdb"),
+              "mongodb_uri": None, "age_identity": None}
+    values.update(extra)
+    return values
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setattr(r.shutil, "which", lambda name: None)
+    make_set(tmp_path / "backups")
+    (tmp_path / "dump.rdb").write_bytes(b"REDIS0011-live")
+    return tmp_path
+
+
+def restorer(tmp_path, host, check_mode=False, **extra):
+    return r.Restorer(params(tmp_path, **extra), host, check_mode=check_mode, clock=lambda: NOW,
+                      sleep=lambda s: None)
+
+
+def test_postgresql_is_swapped_in_only_after_the_scratch_copy_matches(env):
+    host = FakeHost(env / "dump.rdb")
+    result = restorer(env, host).execute()
+    assert result["changed"] and result["restored"] == ["postgresql/fleetdemo", "redis"]
+    sql = host.sql_calls()
+    order = [
+        'CREATE DATABASE "fleetdemo__restore_20250124t110000z" OWNER "fleetdemo" TEMPLATE template0',
+        'ALTER DATABASE "fleetdemo" WITH ALLOW_CONNECTIONS false',
+        'ALTER DATABASE "fleetdemo" RENAME TO "fleetdemo__pre_20250124t120000z"',
+        'ALTER DATABASE "fleetdemo__restore_20250124t110000z" RENAME TO "fleetdemo"',
+    ]
+    positions = [sql.index(statement) for statement in order]
+    assert positions == sorted(positions)
+    restore_call = next(c for c in host.calls if "pg_restore" in c and "-l" not in c)
+    assert restore_call[:4] == ["runuser", "-u", "postgres", "--"]
+    assert "--exit-on-error" in restore_call and "--single-transaction" in restore_call
+    assert set(host.dbs) == {"postgres", "fleetdemo", "fleetdemo__pre_20250124t120000z"}
+    assert host.dbs["fleetdemo"].startswith(f"pyfleet restore {SET_ID} ")
+    # Redis: the set's RDB is live, the previous one kept.
+    assert (env / "dump.rdb").read_bytes() == b"REDIS0011-new"
+    assert (env / "dump.rdb.pre-20250124t120000z").read_bytes() == b"REDIS0011-live"
+    assert {"REDISCLI_AUTH": "pw"} in host.envs and not any("pw" == a for c in host.calls for a in c)
+
+
+def test_the_same_set_twice_is_a_no_op_unless_forced(env):
+    host = FakeHost(env / "dump.rdb")
+    restorer(env, host).execute()
+    host.calls.clear()
+    again = restorer(env, host).execute()
+    assert again["changed"] is False and again["restored"] == []
+    assert again["msg"] == f"postgresql/fleetdemo, redis already restored from {SET_ID}; nothing to do"
+    assert not [s for s in host.sql_calls() if s.startswith(("ALTER", "CREATE", "DROP"))]
+    forced = restorer(env, host, force=True).execute()
+    assert forced["changed"] is True
+
+
+def test_a_database_replaced_since_is_restored_again(env):
+    host = FakeHost(env / "dump.rdb")
+    restorer(env, host).execute()
+    host.dbs["fleetdemo"] = ""  # someone recreated the database: the marker alone does not count
+    assert restorer(env, host).execute()["restored"] == ["postgresql/fleetdemo"]
+
+
+def test_check_mode_predicts_without_touching_anything(env):
+    host = FakeHost(env / "dump.rdb")
+    result = restorer(env, host, check_mode=True).execute()
+    assert result["changed"] is True
+    assert result["actions"] == [f"would restore postgresql/fleetdemo from {SET_ID}",
+                                 f"would restore redis from {SET_ID}"]
+    assert not [s for s in host.sql_calls() if s.startswith(("ALTER", "CREATE", "DROP", "COMMENT"))]
+    assert not [c for c in host.calls if c[0] == "systemctl"]
+    assert (env / "dump.rdb").read_bytes() == b"REDIS0011-live"
+    assert '"restored_set": null' in result["diff"]["before"]
+    assert f'"restored_set": "{SET_ID}"' in result["diff"]["after"]
+
+
+def test_a_failed_load_drops_the_scratch_database_and_leaves_the_live_one(env):
+    host = FakeHost(env / "dump.rdb", restore_rc=1)
+    with pytest.raises(r.RestoreError) as err:
+        restorer(env, host, components=["postgresql"]).execute()
+    assert str(err.value).startswith(
+        "pg_restore into the scratch database fleetdemo__restore_20250124t110000z failed (rc=1); "
+        "the live database fleetdemo was not touched: pg_restore: error: could not read input file")
+    assert set(host.dbs) == {"postgres", "fleetdemo"}
+    assert not [s for s in host.sql_calls() if 'ALTER DATABASE "fleetdemo"' in s]
+
+
+def test_row_counts_that_differ_from_the_manifest_are_refused(env):
+    host = FakeHost(env / "dump.rdb", scratch_rows=2)
+    with pytest.raises(r.RestoreError, match=r"does not match the manifest of 20250124T110000Z \(public.alembic_"
+                                             r"version: 1 rows, not in the manifest; public.items: 2 rows, the "
+                                             r"manifest says 3\); the live database fleetdemo was not touched"):
+        restorer(env, host, components=["postgresql"]).execute()
+    assert set(host.dbs) == {"postgres", "fleetdemo"}
+
+
+def test_redis_goes_back_to_the_previous_rdb_when_the_keys_do_not_match(env):
+    host = FakeHost(env / "dump.rdb", redis_keys_after=1)
+    with pytest.raises(r.RestoreError, match="Redis did not come back with the data of 20250124T110000Z "
+                                             r"\(redis db0: 1 keys, the manifest says 2\); the previous RDB was put"):
+        restorer(env, host, components=["redis"]).execute()
+    assert (env / "dump.rdb").read_bytes() == b"REDIS0011-live"
+    assert host.redis_up
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: (p / "manifest.json").unlink(), "refused, nothing was changed: manifest.json is missing"),
+    (lambda p: (p / "redis" / "dump.rdb").write_bytes(b"REDIS0011-xxx"), "redis/dump.rdb: sha256 "),
+    (lambda p: (p / "postgresql" / "fleetdemo.dump").write_bytes(b"PGDMP"),
+     "postgresql/fleetdemo.dump is 5 bytes, the manifest says 55 (truncated or replaced)"),
+])
+def test_damaged_sets_are_refused_before_any_command(env, damage, message):
+    path = env / "backups" / "fleetdemo" / SET_ID
+    damage(path)
+    host = FakeHost(env / "dump.rdb")
+    with pytest.raises(r.RestoreError) as err:
+        restorer(env, host, path=str(path)).execute()
+    assert message in str(err.value)
+    assert host.calls == []
+
+
+def test_a_set_of_another_app_is_refused(tmp_path):
+    path = make_set(tmp_path / "backups", app="otherapp")
+    host = FakeHost(tmp_path / "dump.rdb")
+    with pytest.raises(r.RestoreError, match="set belongs to app 'otherapp', not 'fleetdemo'"):
+        restorer(tmp_path, host, path=str(path)).execute()
+    assert host.calls == []
+
+
+def test_components_the_set_lacks_are_named(env):
+    with pytest.raises(r.RestoreError, match="no complete, verified backup set holding mongodb found"):
+        restorer(env, FakeHost(env / "dump.rdb"), components=["mongodb"]).execute()
+    with pytest.raises(r.RestoreError, match="holds no mongodb backup"):
+        restorer(env, FakeHost(env / "dump.rdb"), components=["mongodb"], set=SET_ID).execute()
+
+
+def test_mongodb_dry_run_first_and_uri_never_in_argv(tmp_path, monkeypatch):
+    monkeypatch.setattr(r.shutil, "which", lambda name: None)
+    make_set(tmp_path / "backups", mongodb=True)
+    host = FakeHost(tmp_path / "dump.rdb")
+    uri = "mongodb://admin:s3cret@127.0.0.1/playpark"
+    result = restorer(tmp_path, host, components=["mongodb"], mongodb_uri=uri).execute()
+    assert result["restored"] == ["mongodb"]
+    runs = [c for c in host.calls if c[0] == "mongorestore"]
+    assert "--dryRun" in runs[0] and "--dryRun" not in runs[1]
+    assert "--nsInclude=playpark.*" in runs[1] and "--drop" in runs[1]
+    assert not any("s3cret" in a for c in host.calls for a in c)
+    assert not (tmp_path / "backups" / "fleetdemo" / f".restore-{SET_ID}").exists()
