@@ -17,9 +17,9 @@ from releases import REPO, make_release
 testinfra_hosts = molecule_hosts("pyfleet")
 
 
-def deploy(version: str, wheelhouse: Path) -> subprocess.CompletedProcess:
+def deploy(version: str, wheelhouse: Path, **more) -> subprocess.CompletedProcess:
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    extra = {"app_version": version, "app_wheelhouse_dir": str(wheelhouse), "app_health_retries": 5}
+    extra = {"app_version": version, "app_wheelhouse_dir": str(wheelhouse), "app_health_retries": 5, **more}
     return subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
          str(REPO / "playbooks/deploy.yml"), "-e", json.dumps(extra)],
@@ -52,3 +52,13 @@ def test_broken_release_is_rolled_back_with_the_reason(host, tmp_path):
     assert code == 200, body
     code, body = http_json(host, "GET", "/healthz")
     assert body["version"] == "1.0.1"
+
+
+def test_a_unit_that_cannot_run_never_lands(host, tmp_path):
+    unit = host.file(f"/etc/systemd/system/{APP}-api.service")
+    before = unit.content_string
+    result = deploy("1.0.1", make_release(tmp_path / "good", "1.0.1"), app_api_command="no-such-server --port 1")
+    assert result.returncode != 0, result.stdout[-4000:]
+    assert "failed to validate" in result.stdout, result.stdout[-4000:]
+    assert unit.content_string == before
+    assert host.service(f"{APP}-api.service").is_running
