@@ -202,7 +202,6 @@ def check_set(set_dir: str, app: str | None = None, checksums: bool = True,
         info.problems.append(problem)
         info.verified = False if checksums else None
         return info
-    assert manifest is not None
     info.manifest = manifest
     info.app = manifest.get("app")
     info.components = sorted((manifest.get("components") or {}).keys())
@@ -374,7 +373,7 @@ def parse_row_counts(text: str) -> dict[str, int]:
     for line in text.splitlines():
         if not line.strip():
             continue
-        name, _, value = line.partition("\t")
+        name, _sep, value = line.partition("\t")
         counts[name.strip()] = int(value.strip() or 0)
     return counts
 
@@ -448,7 +447,7 @@ def parse_info(text: str) -> dict[str, str]:
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#") and ":" in line:
-            key, _, value = line.partition(":")
+            key, _sep, value = line.partition(":")
             info[key] = value
     return info
 
@@ -563,7 +562,7 @@ def _chown(path: str, user: str | None, group: str | None) -> None:
 class BackupJob:
     """One run of the backup program: writes ``<root>/<app>/.tmp-<id>``, then renames it to ``<id>``."""
 
-    def __init__(self, config: dict[str, t.Any], runner: Runner, log: t.Callable[[str], None] = print,
+    def __init__(self, config: dict[str, t.Any], runner: Runner, log: t.Callable[[str], None] = lambda message: None,
                  clock: t.Callable[[], _dt.datetime] = utcnow, sleep: t.Callable[[float], None] = time.sleep,
                  monotonic: t.Callable[[], float] = time.monotonic) -> None:
         self.config = config

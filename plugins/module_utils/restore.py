@@ -132,7 +132,6 @@ class Restorer:
         return info
 
     def components(self) -> list[str]:
-        assert self.info is not None
         held = [c for c in RESTORABLE if c in self.info.components]
         wanted = self.p.get("components") or held
         missing = [c for c in wanted if c not in self.info.components]
@@ -159,7 +158,6 @@ class Restorer:
             return {}
 
     def write_marker(self, component: str) -> None:
-        assert self.info is not None
         data = self.read_marker()
         data[component] = {"set": self.info.id, "manifest_sha256": self.info.manifest_sha256,
                            "path": self.info.path, "restored_at": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -171,13 +169,11 @@ class Restorer:
         os.replace(tmp, self.marker_path)
 
     def marker_matches(self, component: str) -> bool:
-        assert self.info is not None
         entry = self.read_marker().get(component) or {}
         return entry.get("set") == self.info.id and entry.get("manifest_sha256") == self.info.manifest_sha256
 
     # ---- PostgreSQL ------------------------------------------------------------------------------------------
     def pg_databases(self) -> dict[str, dict[str, t.Any]]:
-        assert self.info is not None and self.info.manifest is not None
         dbs = self.info.manifest["components"]["postgresql"]["databases"]
         wanted = self.p.get("databases") or list(dbs)
         unknown = [d for d in wanted if d not in dbs]
@@ -204,7 +200,6 @@ class Restorer:
         return {"exists": True, "tables": self.pg_counts(database), "comment": self.pg_comment(database)}
 
     def pg_needed(self, database: str, state: dict[str, t.Any]) -> bool:
-        assert self.info is not None
         if self.p["force"]:
             return True
         wanted = marker_comment(self.info.id, self.info.manifest_sha256 or "")
@@ -212,7 +207,6 @@ class Restorer:
 
     def source(self, rel: str) -> str:
         """Path of a set file, decrypted first (into a private temporary folder) when the set is encrypted."""
-        assert self.info is not None and self.info.manifest is not None
         files = self.info.manifest["files"]
         if rel in files or any(k.startswith(rel + "/") for k in files):
             return os.path.join(self.info.path, rel)
@@ -241,14 +235,13 @@ class Restorer:
         return target
 
     def restore_postgresql(self, database: str, detail: dict[str, t.Any]) -> dict[str, t.Any]:
-        assert self.info is not None
         p = self.p
         port, user = p["postgresql_port"], p["postgresql_os_user"]
         source = self.source(detail["file"])
         if self.cleanup:
             # Decrypted files live in a folder root owns; PostgreSQL reads them as its OS user.
             self._grant_postgres(source)
-        self.run(as_user(user, ["pg_restore", "-l", source]), f"pg_restore -l of {detail['file']}")
+        self.list_dump(source, detail["file"])
         scratch = scratch_name(database, self.info.id)
         self.sql("postgres", f"DROP DATABASE IF EXISTS {quote_ident(scratch)} WITH (FORCE)",
                  f"dropping the leftover scratch database {scratch}")
@@ -280,6 +273,13 @@ class Restorer:
         return {"database": database, "previous": previous, "dropped": dropped,
                 "tables": detail.get("tables") or {}}
 
+    def list_dump(self, source: str, rel: str) -> None:
+        """pg_restore -l reads the dump's table of contents: a dump cut short there is refused before anything."""
+        rc, out, err = self.run_cmd(as_user(self.p["postgresql_os_user"], ["pg_restore", "-l", source]), env=None)
+        if rc != 0:
+            raise RestoreError(f"{rel} of {self.info.id} is not a readable dump, nothing was changed: "  # type: ignore[union-attr]
+                               f"pg_restore -l failed (rc={rc}): {(err or out).strip()[-500:]}")
+
     def _grant_postgres(self, path: str) -> None:
         import grp
 
@@ -292,9 +292,9 @@ class Restorer:
             os.chmod(target, 0o750 if os.path.isdir(target) else 0o640)
 
     def _drop(self, database: str) -> None:
-        rc, _out, err = self.run_cmd(psql_argv("postgres", f"DROP DATABASE IF EXISTS {quote_ident(database)} "
-                                               "WITH (FORCE)", self.p["postgresql_port"],
-                                               self.p["postgresql_os_user"]), env=None)
+        statement = f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)"
+        argv = psql_argv("postgres", statement, self.p["postgresql_port"], self.p["postgresql_os_user"])
+        rc, _unused, err = self.run_cmd(argv, env=None)
         if rc != 0:
             self.warn(f"could not drop the scratch database {database}: {err.strip()}")
 
@@ -350,7 +350,6 @@ class Restorer:
 
     # ---- Redis -----------------------------------------------------------------------------------------------
     def redis_detail(self) -> dict[str, t.Any]:
-        assert self.info is not None and self.info.manifest is not None
         return self.info.manifest["components"]["redis"]
 
     def redis_state(self) -> dict[str, t.Any]:
@@ -380,7 +379,6 @@ class Restorer:
                                "turn appendonly off for the restore (redis_appendonly: false); nothing was changed")
 
     def restore_redis(self) -> dict[str, t.Any]:
-        assert self.info is not None
         p = self.p
         detail = self.redis_detail()
         source = self.source(detail["file"])
@@ -418,7 +416,7 @@ class Restorer:
             os.chown(path, st.st_uid, st.st_gid)
 
     def _start_and_prove(self, service: str, detail: dict[str, t.Any]) -> str | None:
-        rc, _out, err = self.run_cmd(["systemctl", "start", service], env=None)
+        rc, _unused, err = self.run_cmd(["systemctl", "start", service], env=None)
         if rc != 0:
             return f"systemctl start {service} failed: {err.strip()}"
         deadline = self.monotonic() + self.p["timeout"]
@@ -448,7 +446,6 @@ class Restorer:
 
     # ---- MongoDB (unit-tested only: no MongoDB could be installed where this was built) ----------------------
     def restore_mongodb(self) -> dict[str, t.Any]:
-        assert self.info is not None and self.info.manifest is not None
         detail = self.info.manifest["components"]["mongodb"]
         if not self.p.get("mongodb_uri"):
             raise RestoreError("mongodb_uri is required to restore MongoDB; nothing was changed")
@@ -515,9 +512,7 @@ class Restorer:
             # Read-only proofs that the load would start: the dumps are readable, the RDB is valid.
             for key, detail in todo.items():
                 if key.startswith("postgresql/") and not info.manifest.get("encryption"):  # type: ignore[union-attr]
-                    self.run(as_user(self.p["postgresql_os_user"], ["pg_restore", "-l",
-                                                                     os.path.join(info.path, detail["file"])]),
-                             f"pg_restore -l of {detail['file']}")
+                    self.list_dump(os.path.join(info.path, detail["file"]), detail["file"])
                 elif key == "redis" and not info.manifest.get("encryption"):  # type: ignore[union-attr]
                     self.redis_preflight(os.path.join(info.path, detail["file"]))
             self.actions = [f"would restore {key} from {info.id}" for key in todo]

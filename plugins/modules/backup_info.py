@@ -92,13 +92,13 @@ sets:
   contains:
     id: {description: Set id (UTC start time)., type: str, sample: 20250124T031500Z}
     path: {description: Directory of the set., type: str}
-    created_at: {description: Start time (ISO 8601, UTC)., type: str}
+    created_at: {description: 'Start time, ISO 8601 in UTC.', type: str}
     age_seconds: {description: Age in seconds., type: float}
     size: {description: Bytes on disk (files of the manifest plus the manifest)., type: int}
     size_human: {description: Size for people., type: str, sample: 4.2 MiB}
     components: {description: Components the set holds., type: list, elements: str}
-    complete: {description: Renamed from its temporary name, manifest readable, every file present., type: bool}
-    verified: {description: Every checksum matched; null when O(verify=false) and nothing looked wrong., type: bool}
+    complete: {description: 'Renamed from its temporary name, manifest readable, every file present.', type: bool}
+    verified: {description: 'Every checksum matched; null when O(verify=false) and nothing looked wrong.', type: bool}
     good: {description: Complete and not found damaged., type: bool}
     problems: {description: What is wrong with the set., type: list, elements: str}
     encrypted: {description: Files are encrypted with age., type: bool}

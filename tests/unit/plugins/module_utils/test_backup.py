@@ -294,7 +294,7 @@ def test_backup_job_prunes_by_retention(tmp_path, monkeypatch):
     monkeypatch.setattr(b.shutil, "which", lambda name: None)
     config = job_config(tmp_path, redis=None, files=None)
     moments = iter([NOW + dt.timedelta(hours=h) for h in range(3)])
-    for _ in range(3):
+    for _round in range(3):
         moment = next(moments)
         result = b.BackupJob(config, FakeRunner(tmp_path / "dump.rdb"), log=lambda m: None,
                              clock=lambda moment=moment: moment).run()
