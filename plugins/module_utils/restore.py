@@ -34,7 +34,6 @@ from ansible_collections.pyfleet.server.plugins.module_utils.backup import (
     BackupError,
     SetInfo,
     age_decrypt_argv,
-    as_user,
     check_set,
     compare_counts,
     compare_keyspace,
@@ -238,10 +237,10 @@ class Restorer:
         p = self.p
         port, user = p["postgresql_port"], p["postgresql_os_user"]
         source = self.source(detail["file"])
-        if self.cleanup:
-            # Decrypted files live in a folder root owns; PostgreSQL reads them as its OS user.
-            self._grant_postgres(source)
         self.list_dump(source, detail["file"])
+        # pg_restore runs as PostgreSQL's OS user: the dump may have been decrypted into a folder root owns, or
+        # shipped to this host by another route (playbooks/disaster-recovery.yml) with root-only modes.
+        self._grant_postgres(source)
         scratch = scratch_name(database, self.info.id)
         self.sql("postgres", f"DROP DATABASE IF EXISTS {quote_ident(scratch)} WITH (FORCE)",
                  f"dropping the leftover scratch database {scratch}")
@@ -275,7 +274,8 @@ class Restorer:
 
     def list_dump(self, source: str, rel: str) -> None:
         """pg_restore -l reads the dump's table of contents: a dump cut short there is refused before anything."""
-        rc, out, err = self.run_cmd(as_user(self.p["postgresql_os_user"], ["pg_restore", "-l", source]), env=None)
+        # Reading the table of contents needs no server: as root, so check mode changes no file modes.
+        rc, out, err = self.run_cmd(["pg_restore", "-l", source], env=None)
         if rc != 0:
             raise RestoreError(f"{rel} of {self.info.id} is not a readable dump, nothing was changed: "  # type: ignore[union-attr]
                                f"pg_restore -l failed (rc={rc}): {(err or out).strip()[-500:]}")
@@ -287,7 +287,10 @@ class Restorer:
             gid = grp.getgrnam(self.p["postgresql_os_user"]).gr_gid
         except KeyError:
             return
-        for target in (os.path.dirname(path), path):
+        targets = [os.path.dirname(path), path]
+        if os.path.isdir(path):  # a directory-format dump
+            targets += [os.path.join(path, name) for name in sorted(os.listdir(path))]
+        for target in targets:
             os.chown(target, 0, gid)
             os.chmod(target, 0o750 if os.path.isdir(target) else 0o640)
 
