@@ -125,32 +125,3 @@ def test_systemd_exposure_at_most_2(host, unit):
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1))
     print(f"systemd-analyze security {unit}: {score}")
     assert score <= 2.0, out
-
-
-
-# The edge (nginx TLS reverse proxy, firewall, log rotation): shared with the edge scenario.
-from edge_checks import (  # noqa: E402
-    test_firewall_policy_and_rules,
-    test_forced_rotation_keeps_the_app_logging,
-    test_http_redirects_to_https_with_hsts,
-    test_metrics_only_from_allowed_networks,
-    test_nginx_running_and_config_valid,
-    test_only_allowed_ports_answer_from_outside,
-    test_private_keys_are_not_readable_by_others,
-    test_proxy_reaches_the_app_over_https,
-    test_sslyze_mozilla_intermediate,
-    test_tls_versions,
-)
-
-EDGE_CHECKS = [
-    test_firewall_policy_and_rules,
-    test_forced_rotation_keeps_the_app_logging,
-    test_http_redirects_to_https_with_hsts,
-    test_metrics_only_from_allowed_networks,
-    test_nginx_running_and_config_valid,
-    test_only_allowed_ports_answer_from_outside,
-    test_private_keys_are_not_readable_by_others,
-    test_proxy_reaches_the_app_over_https,
-    test_sslyze_mozilla_intermediate,
-    test_tls_versions,
-]

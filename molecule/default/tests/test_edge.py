@@ -1,18 +1,24 @@
-"""Outcomes of the edge (nginx TLS reverse proxy, ufw, logrotate) on a host running the reference app.
+"""The edge of the default stack (nginx TLS reverse proxy, ufw, logrotate), verified by its outcomes.
 
-Imported by the default and edge scenarios' test modules.
+Also: a broken nginx template never reaches the running server, and the maintenance switch.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import uuid
+from pathlib import Path
 
 import edge
 import pytest
-from helpers import APP, assert_running, http_json, wait_for
+from helpers import APP, assert_running, http_json, molecule_hosts, wait_for
 
+testinfra_hosts = molecule_hosts("pyfleet")
+
+REPO = Path(__file__).resolve().parents[3]
+SITE = f"/etc/nginx/sites-available/{APP}.conf"
 TLS_DIR = f"/etc/nginx/tls/{APP}"
 
 
@@ -66,7 +72,7 @@ def test_metrics_only_from_allowed_networks(host):
     # The controller reaches the container from the Docker bridge, which nginx_metrics_allow does not list.
     ip = edge.container_ip(host)
     out = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", f"https://{ip}/metrics"],
-                         capture_output=True, text=True, timeout=30).stdout
+                         capture_output=True, text=True, timeout=30, check=False).stdout
     print(f"/metrics from outside the allowed networks: HTTP {out}")
     assert out == "403"
 
@@ -115,6 +121,51 @@ def test_forced_rotation_keeps_the_app_logging(host):
     new = host.file(log)
     assert new.user == APP and new.group == APP and new.mode == 0o640
     assert wait_for(lambda: "/readyz" in host.file(log).content_string, timeout=10), "the app stopped logging"
-    assert wait_for(lambda: marker.split("?")[0] in host.file(f"/var/log/nginx/{APP}/access.log").content_string,
-                    timeout=10), "nginx kept writing to the rotated file"
+    path = marker.split("?", maxsplit=1)[0]
+    access_log = host.file(f"/var/log/nginx/{APP}/access.log")
+    assert wait_for(lambda: path in access_log.content_string, timeout=10), "nginx kept writing to the rotated file"
     print("rotation:", host.check_output(f"ls -l /var/log/{APP} /var/log/nginx/{APP}"))
+
+
+def _nginx_play(host, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        [str(REPO / ".venv/bin/ansible-playbook"), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         "--limit", host.backend.host, str(REPO / "molecule/default/nginx-only.yml"), *extra],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600, check=False,
+    )
+
+
+def _status(host, path: str) -> str:
+    return host.check_output(
+        f"curl -s -o /dev/null -w '%{{http_code}}' --cacert /etc/nginx/tls/{APP}/ca.pem https://localhost{path}"
+    )
+
+
+def test_broken_template_never_reaches_the_running_server(host):
+    before = host.file(SITE).sha256sum
+    master = host.check_output("cat /run/nginx.pid")
+    result = _nginx_play(host, "-e", "nginx_proxy_read_timeout=not-a-duration")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert "failed `nginx -t`" in out and "the previous configuration was kept" in out, out[-3000:]
+    print("broken template refused:", [line.strip() for line in out.splitlines() if "nginx -t" in line][:2])
+    assert host.file(SITE).sha256sum == before, "the broken site file stayed in place"
+    assert host.check_output("cat /run/nginx.pid") == master
+    assert host.run("nginx -t -q").rc == 0
+    assert not host.run(f"ls /etc/nginx/sites-available/ | grep '^{APP}.conf.'").stdout.strip(), "backup left"
+    assert _status(host, "/readyz") == "200"
+
+
+def test_maintenance_switch(host):
+    result = _nginx_play(host, "-e", "nginx_maintenance=true")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    try:
+        assert _status(host, "/readyz") == "503"
+        page = host.check_output(f"curl -s --cacert /etc/nginx/tls/{APP}/ca.pem https://localhost/")
+        assert "Down for maintenance" in page, page
+        assert _status(host, "/metrics") == "200"
+    finally:
+        result = _nginx_play(host, "-e", "nginx_maintenance=false")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert _status(host, "/readyz") == "200"
