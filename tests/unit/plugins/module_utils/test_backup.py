@@ -6,29 +6,9 @@ import datetime as dt
 import gzip
 import json
 import os
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[4]
-
-
-def _make_collection_importable() -> None:
-    """Make ``ansible_collections.pyfleet.server`` importable from this checkout with plain pytest."""
-    try:
-        import ansible_collections.pyfleet.server.plugins.module_utils.backup  # noqa: F401
-    except ImportError:
-        farm = Path(tempfile.mkdtemp(prefix="pyfleet-coll-"))
-        (farm / "ansible_collections" / "pyfleet").mkdir(parents=True)
-        (farm / "ansible_collections" / "pyfleet" / "server").symlink_to(REPO)
-        sys.path.insert(0, str(farm))
-
-
-_make_collection_importable()
-
-# ruff: noqa: E402
 from ansible_collections.pyfleet.server.plugins.module_utils import backup as b
 
 NOW = dt.datetime(2025, 1, 24, 12, 0, 0, tzinfo=dt.UTC)

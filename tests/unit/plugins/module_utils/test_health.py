@@ -5,31 +5,10 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import sys
-import tempfile
 import urllib.error
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[4]
-
-
-def _make_collection_importable() -> None:
-    """Make ``ansible_collections.pyfleet.server`` importable from this checkout with plain pytest."""
-    try:
-        import ansible_collections.pyfleet.server.plugins.module_utils.health  # noqa: F401
-    except ImportError:
-        farm = Path(tempfile.mkdtemp(prefix="pyfleet-coll-"))
-        (farm / "ansible_collections" / "pyfleet").mkdir(parents=True)
-        (farm / "ansible_collections" / "pyfleet" / "server").symlink_to(REPO)
-        sys.path.insert(0, str(farm))
-
-
-_make_collection_importable()
-
-# The imports below need the sys.path set-up above.
-# ruff: noqa: E402
 from ansible_collections.pyfleet.server.plugins.module_utils import health
 from ansible_collections.pyfleet.server.plugins.module_utils.health import (
     FAIL,

@@ -5,28 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import re
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[4]
-
-
-def _make_collection_importable() -> None:
-    try:
-        import ansible_collections.pyfleet.server.plugins.module_utils.restore  # noqa: F401
-    except ImportError:
-        farm = Path(tempfile.mkdtemp(prefix="pyfleet-coll-"))
-        (farm / "ansible_collections" / "pyfleet").mkdir(parents=True)
-        (farm / "ansible_collections" / "pyfleet" / "server").symlink_to(REPO)
-        sys.path.insert(0, str(farm))
-
-
-_make_collection_importable()
-
-# ruff: noqa: E402
 from ansible_collections.pyfleet.server.plugins.module_utils import backup as b
 from ansible_collections.pyfleet.server.plugins.module_utils import restore as r
 
