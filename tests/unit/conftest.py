@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-try:
-    import ansible_collections.pyfleet.server.plugins  # noqa: F401
-except ImportError:
+if importlib.util.find_spec("ansible_collections") is None or \
+        importlib.util.find_spec("ansible_collections.pyfleet") is None:
     farm = Path(tempfile.mkdtemp(prefix="pyfleet-coll-"))
     (farm / "ansible_collections" / "pyfleet").mkdir(parents=True)
     (farm / "ansible_collections" / "pyfleet" / "server").symlink_to(REPO)
