@@ -40,12 +40,19 @@ def test_private_keys_are_not_readable_by_others(host):
     assert host.file(TLS_DIR).mode == 0o750
 
 
-@pytest.mark.parametrize(("flag", "ok"), [("-tls1_2", True), ("-tls1_3", True), ("-tls1_1", False), ("-tls1", False)])
-def test_tls_versions(host, flag, ok):
+@pytest.mark.parametrize(("flag", "protocol", "ok"), [
+    ("-tls1_2", "TLSv1.2", True),
+    ("-tls1_3", "TLSv1.3", True),
+    ("-tls1_1", "TLSv1.1", False),
+    ("-tls1", "TLSv1", False),
+])
+def test_tls_versions(host, flag, protocol, ok):
     out = host.run(
         f"echo | openssl s_client -connect 127.0.0.1:443 -servername localhost {flag} -cipher DEFAULT@SECLEVEL=0"
     )
-    handshake = "Cipher is (NONE)" not in out.stdout and out.rc == 0 and "Protocol" in out.stdout
+    # s_client prints "New, <protocol>, Cipher is <cipher>" for a completed handshake, "(NONE)" otherwise.
+    negotiated = re.search(r"^New, (\S+), Cipher is (\S+)", out.stdout, re.M)
+    handshake = out.rc == 0 and bool(negotiated) and negotiated.group(1) == protocol and negotiated.group(2) != "(NONE)"
     print(f"TLS handshake {flag}: {'accepted' if handshake else 'refused'}")
     assert handshake is ok, out.stdout[-800:] + out.stderr[-800:]
 
