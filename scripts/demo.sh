@@ -23,14 +23,16 @@ ansible-playbook -i inventories/demo playbooks/healthcheck.yml \
   -e '{"pyfleet_health_endpoints": [{"name": "fleetdemo-ready", "url": "http://127.0.0.1:8000/readyz", "require": ["database", "redis"]}, {"name": "fleetdemo-detailed", "url": "http://127.0.0.1:8000/health/detailed", "retries": 10, "delay": 3}]}'
 
 ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$NAME")
+docker exec "$NAME" cat /etc/nginx/tls/fleetdemo/ca.pem >build/demo-ca.pem
 cat <<MSG
 
-demo: fleetdemo 1.0.0 runs on $NAME ($ip), API on the host's loopback port 8000 (nginx comes in front of it).
-  health:  docker exec $NAME curl -s http://127.0.0.1:8000/health/detailed
+demo: fleetdemo 1.0.0 runs on $NAME, behind nginx (TLS, self-signed local CA) at https://$ip/
+  (the API itself listens on the host's loopback port 8000; UFW lets only 22, 80 and 443 in).
+  health:  curl --cacert build/demo-ca.pem --resolve $NAME:443:$ip https://$NAME/health/detailed
 MSG
-docker exec "$NAME" curl -s http://127.0.0.1:8000/health/detailed; echo
+curl -sS --cacert build/demo-ca.pem --resolve "$NAME:443:$ip" "https://$NAME/health/detailed"; echo
 cat <<MSG
-  data:    docker exec $NAME curl -s -X POST -H 'content-type: application/json' \\
-             -d '{"name":"hello","value":"world"}' http://127.0.0.1:8000/api/items
+  data:    curl --cacert build/demo-ca.pem --resolve $NAME:443:$ip -H 'content-type: application/json' \\
+             -d '{"name":"hello","value":"world"}' https://$NAME/api/items
   again:   make demo   (a second run changes nothing)      remove: make demo-destroy
 MSG
