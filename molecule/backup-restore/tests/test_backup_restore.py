@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import http_json, molecule_hosts, wait_for
+from helpers import http_json, molecule_hosts, run_playbook, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
@@ -37,10 +37,7 @@ KV = {"colour": "blue", "answer": "42", "motto": "restore or it did not happen"}
 
 
 def playbook(name: str, *args: str) -> subprocess.CompletedProcess:
-    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false", ANSIBLE_NOCOLOR="1")
-    return subprocess.run([str(BIN / "ansible-playbook"), "-i", inventory, str(REPO / "playbooks" / name), *args],
-                          capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    return run_playbook(f"playbooks/{name}", *args)
 
 
 def fingerprint(host) -> dict:

@@ -5,19 +5,16 @@ Also: a broken nginx template never reaches the running server, and the maintena
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import uuid
-from pathlib import Path
 
 import edge
 import pytest
-from helpers import APP, assert_running, http_json, molecule_hosts, wait_for
+from helpers import APP, assert_running, http_json, molecule_hosts, run_playbook, wait_for
 
 testinfra_hosts = molecule_hosts("pyfleet")
 
-REPO = Path(__file__).resolve().parents[3]
 SITE = f"/etc/nginx/sites-available/{APP}.conf"
 TLS_DIR = f"/etc/nginx/tls/{APP}"
 
@@ -135,12 +132,7 @@ def test_forced_rotation_keeps_the_app_logging(host):
 
 
 def _nginx_play(host, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        [str(REPO / ".venv/bin/ansible-playbook"), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         "--limit", host.backend.host, str(REPO / "molecule/default/nginx-only.yml"), *extra],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600, check=False,
-    )
+    return run_playbook("molecule/default/nginx-only.yml", "--limit", host.backend.host, *extra, timeout=600)
 
 
 def _status(host, path: str) -> str:

@@ -6,26 +6,18 @@ Runs after test_default.py (pytest's file order) because it changes the live rel
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-from helpers import APP, http_json, molecule_hosts
-from releases import REPO, make_release
+from helpers import APP, http_json, molecule_hosts, run_playbook
+from releases import make_release
 
 testinfra_hosts = molecule_hosts("pyfleet")
 
 
 def deploy(version: str, wheelhouse: Path, **more) -> subprocess.CompletedProcess:
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     extra = {"app_version": version, "app_wheelhouse_dir": str(wheelhouse), "app_health_retries": 5, **more}
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-         str(REPO / "playbooks/deploy.yml"), "-e", json.dumps(extra)],
-        capture_output=True, text=True, cwd=REPO, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1"),
-    )
+    return run_playbook("playbooks/deploy.yml", "-e", json.dumps(extra))
 
 
 def live_release(host) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from helpers import APP, http_json, molecule_hosts
+from helpers import APP, http_json, molecule_hosts, run_playbook
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
@@ -21,12 +20,7 @@ KEYS = {f"dr-key-{i}": f"kv {i}" for i in range(10)}
 
 
 def playbook(name: str, *args: str) -> subprocess.CompletedProcess:
-    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(REPO / name), *args],
-        capture_output=True, text=True, cwd=REPO, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1"),
-    )
+    result = run_playbook(name, *args)
     assert result.returncode == 0, f"{name} failed\n{result.stdout[-5000:]}\n{result.stderr[-2000:]}"
     return result
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import testinfra.utils.ansible_runner
 
 APP = "fleetdemo"
 API = "http://127.0.0.1:8000"
+REPO = Path(__file__).resolve().parents[3]
 
 
 def molecule_hosts(group: str = "all") -> list[str]:
@@ -47,3 +51,14 @@ def wait_for(predicate, timeout: float = 60, interval: float = 1.0):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+def run_playbook(playbook: str, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """ansible-playbook REPO/<playbook> against the scenario's inventory (with its group_vars), as an operator would."""
+    inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(REPO / playbook), *args],
+        capture_output=True, text=True, cwd=REPO, timeout=timeout, check=False,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false",
+                 ANSIBLE_NOCOLOR="1"),
+    )
