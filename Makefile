@@ -7,20 +7,23 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 WHEELHOUSE := build/wheelhouse/fleetdemo
+# Every step of `make test` goes through scripts/timed.sh; the table is printed at the end, pass or fail.
+TIMED := scripts/timed.sh
+export PYFLEET_TIMES := $(CURDIR)/build/times.tsv
 
 .PHONY: setup engine image wheelhouse demo demo-destroy lint unit integration molecule test bench clean
 
 setup:            ## Debian packages + .venv with the pinned tools
-	scripts/setup.sh
+	$(TIMED) setup scripts/setup.sh
 
 engine: setup     ## start a Docker engine unless one answers
-	scripts/docker-engine.sh
+	$(TIMED) engine scripts/docker-engine.sh
 
 image: engine     ## Debian 12 systemd test-host image (debootstrap + docker import, cached)
-	scripts/build-test-image.sh >/dev/null
+	$(TIMED) image scripts/build-test-image.sh >/dev/null
 
 wheelhouse: setup ## the reference app and its pinned dependencies, for --no-index installs
-	scripts/build-wheelhouse.sh examples/apps/fleetdemo $(WHEELHOUSE)
+	$(TIMED) wheelhouse scripts/build-wheelhouse.sh examples/apps/fleetdemo $(WHEELHOUSE)
 
 demo: image wheelhouse
 	scripts/demo.sh
@@ -29,24 +32,27 @@ demo-destroy:
 	docker rm -f pyfleet-demo >/dev/null 2>&1 || true
 
 lint: setup
-	yamllint --strict .
-	ansible-lint --offline
-	ruff check plugins tests examples molecule
-	scripts/sanity.sh
-	ansible-galaxy collection build --force --output-path build/dist >/dev/null
+	$(TIMED) lint:yamllint yamllint --strict .
+	$(TIMED) lint:ansible-lint ansible-lint --offline
+	$(TIMED) lint:ruff ruff check plugins tests examples molecule scripts
+	$(TIMED) lint:sanity scripts/sanity.sh
+	$(TIMED) lint:build ansible-galaxy collection build --force --output-path build/dist >/dev/null
 
 unit: setup
-	scripts/run-pytest.sh tests/unit
-	scripts/app-tests.sh
+	$(TIMED) unit scripts/run-pytest.sh tests/unit
+	$(TIMED) unit:app scripts/app-tests.sh
 
 integration: image wheelhouse
-	scripts/run-pytest.sh tests/integration
+	$(TIMED) integration scripts/run-pytest.sh tests/integration
 
 molecule: image wheelhouse
-	@for s in $(SCENARIOS); do echo "== molecule test -s $$s"; molecule test -s $$s; done
+	@for s in $(SCENARIOS); do echo "== molecule test -s $$s"; $(TIMED) molecule:$$s molecule test -s $$s; done
 
-test: lint unit integration molecule
-	@echo "make test: all suites passed"
+test:             ## every suite; a time table per suite and scenario at the end, pass or fail
+	@mkdir -p build && rm -f $(PYFLEET_TIMES)
+	@rc=0; $(MAKE) --no-print-directory lint unit integration molecule || rc=$$?; \
+	  scripts/time-table.sh $(PYFLEET_TIMES); \
+	  if [ $$rc = 0 ]; then echo "make test: all suites passed"; else echo "make test: FAILED"; fi; exit $$rc
 
 bench: image wheelhouse
 	bench/converge
