@@ -5,16 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
 NAME=pyfleet-demo
-IMAGE=${PYFLEET_TEST_IMAGE:-pyfleet/debian12-systemd}:latest
 
 if [ "$(docker inspect -f '{{.State.Running}}' "$NAME" 2>/dev/null)" != "true" ]; then
   docker rm -f "$NAME" >/dev/null 2>&1 || true
   echo "demo: starting test host $NAME"
-  docker run -d --name "$NAME" --hostname "$NAME" \
-    --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW \
-    --security-opt seccomp=unconfined --cgroupns host \
-    -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
-    --stop-signal SIGRTMIN+3 "$IMAGE" >/dev/null
+  # The same docker run as Molecule's test hosts (flags from .config/molecule/config.yml).
+  argv=$(python3 scripts/lib/testhost_flags.py "$NAME")
+  mapfile -t run <<<"$argv"
+  "${run[@]}" >/dev/null
   docker exec "$NAME" systemctl is-system-running --wait >/dev/null || true
 fi
 

@@ -10,13 +10,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-IMAGE = os.environ.get("PYFLEET_TEST_IMAGE", "pyfleet/debian12-systemd") + ":latest"
-RUN_FLAGS = [
-    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
-    "--security-opt", "seccomp=unconfined", "--cgroupns", "host",
-    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
-    "--stop-signal", "SIGRTMIN+3",
-]  # fmt: skip
+sys.path.insert(0, str(REPO / "scripts" / "lib"))
+from testhost_flags import image, run_argv, run_flags  # noqa: E402  (flags live in .config/molecule/config.yml)
+
+IMAGE = image()  # kept for callers that start a host themselves: [..., *RUN_FLAGS, IMAGE]
+RUN_FLAGS = run_flags()
 
 
 class ContainerHost:
@@ -27,8 +25,7 @@ class ContainerHost:
         self.inventory = tmp / "inventory"
 
     def start(self) -> ContainerHost:
-        subprocess.run(["docker", "run", "-d", "--name", self.name, "--hostname", self.name, *RUN_FLAGS, IMAGE],
-                       check=True, capture_output=True)
+        subprocess.run(run_argv(self.name), check=True, capture_output=True)
         self.exec("systemctl is-system-running --wait || true; touch /root/.pyfleet-mark")
         self.inventory.mkdir(parents=True)
         (self.inventory / "group_vars").symlink_to(REPO / "inventories/demo/group_vars")
