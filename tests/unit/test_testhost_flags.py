@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -64,8 +65,10 @@ def test_the_real_platform_has_the_systemd_essentials(entry):
     assert "privileged" not in entry  # does not work on these kernels (DESIGN.md)
 
 
-def test_image_follows_pyfleet_test_image_like_the_build_script():
-    assert testhost_flags.platform(env={})["image"] == "pyfleet/debian12-systemd:latest"
+def test_image_is_the_one_the_build_script_tags_and_follows_pyfleet_test_image():
+    build = (REPO / "scripts" / "build-test-image.sh").read_text(encoding="utf-8")
+    default = re.search(r"^IMAGE=\$\{PYFLEET_TEST_IMAGE:-([^}]+)\}$", build, re.MULTILINE).group(1)
+    assert testhost_flags.platform(env={})["image"] == f"{default}:latest"
     assert testhost_flags.platform(env={"PYFLEET_TEST_IMAGE": "local/other"})["image"] == "local/other:latest"
 
 
