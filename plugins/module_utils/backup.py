@@ -47,7 +47,11 @@ MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
 SET_ID_RE = re.compile(r"^\d{8}T\d{6}Z$")
 SET_ID_FORMAT = "%Y%m%dT%H%M%SZ"
+# The one list of what a backup set can hold, in the order components are taken (and restored). The modules'
+# argument specs and pyfleet.server.restore's component classes follow it; their docs repeat it, a unit test checks.
 COMPONENTS = ("postgresql", "redis", "mongodb", "files")
+# What pyfleet.server.restore puts back; the files tarball is extracted by hand after a look (docs/backup.md).
+RESTORABLE = tuple(c for c in COMPONENTS if c != "files")
 MONGO_ARCHIVE_MAGIC = 0x8199E26D
 _CHUNK = 1024 * 1024
 

@@ -2,7 +2,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Logic of ``pyfleet.server.restore``: plan (check mode) and apply a restore of one backup set.
+"""Logic of ``pyfleet.server.restore``: predict (check) and apply a restore of one backup set.
+
+Shape (as in community.crypto): the module's parameters become one typed ``RestoreOptions``; ``Restorer`` verifies
+the set and asks one small class per component (``PostgreSQLRestore``, ``RedisRestore``, ``MongoDBRestore``) for
+``state()`` (what is live now), ``check()`` (would a restore change anything, and what; read-only proofs that the
+load would start) and ``apply()`` (act). Check mode runs exactly the same code and simply does not call ``apply()``.
 
 Commands run through an injected ``run(argv, env=None) -> (rc, stdout, stderr)`` (the module passes
 ``AnsibleModule.run_command``), so the decisions are unit-tested without a database.
@@ -23,17 +28,21 @@ The order of a restore is what makes it safe:
 from __future__ import annotations
 
 import datetime as _dt
+import grp
 import json
 import os
 import shutil
 import time
 import typing as t
+from dataclasses import dataclass, field, fields
 
 from ansible_collections.pyfleet.server.plugins.module_utils.backup import (
+    RESTORABLE,
     ROW_COUNT_SQL,
     BackupError,
     SetInfo,
     age_decrypt_argv,
+    check_mongo_archive,
     check_set,
     compare_counts,
     compare_keyspace,
@@ -52,10 +61,12 @@ from ansible_collections.pyfleet.server.plugins.module_utils.backup import (
     redis_cli_argv,
     scratch_name,
     select_set,
+    sha256_file,
     utcnow,
 )
 
-RESTORABLE = ("postgresql", "redis", "mongodb")
+__all__ = ["RESTORABLE", "RestoreError", "RestoreOptions", "Restorer"]
+
 Run = t.Callable[..., tuple[int, str, str]]
 
 
@@ -72,172 +83,311 @@ def restored_set(comment: str) -> str | None:
     return parts[2] if len(parts) >= 3 and comment.startswith("pyfleet restore ") else None
 
 
-class Restorer:
-    def __init__(self, params: dict[str, t.Any], run: Run, check_mode: bool = False,
-                 warn: t.Callable[[str], None] = lambda msg: None, clock: t.Callable[[], _dt.datetime] = utcnow,
-                 sleep: t.Callable[[float], None] = time.sleep, monotonic: t.Callable[[], float] = time.monotonic):
-        self.p = params
-        self.run_cmd = run
-        self.check_mode = check_mode
-        self.warn = warn
-        self.clock = clock
-        self.sleep = sleep
-        self.monotonic = monotonic
-        self.app = params["app"]
-        self.app_dir = os.path.join(params["root"], self.app)
-        self.info: SetInfo | None = None
-        self.cleanup: list[str] = []
-        self.actions: list[str] = []
+# ---- options ------------------------------------------------------------------------------------------------
 
-    # ---- helpers ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """The module's options, typed; one field per option of ``plugins/modules/restore.py`` (a test keeps them equal)."""
+
+    app: str
+    root: str = "/var/backups/pyfleet"
+    set: str = "latest"
+    path: str | None = None
+    components: tuple[str, ...] = ()
+    databases: tuple[str, ...] = ()
+    force: bool = False
+    keep_previous: int = 1
+    state_dir: str = "/var/lib/pyfleet/restore"
+    timeout: int = 120
+    postgresql_port: int = 5432
+    postgresql_os_user: str = "postgres"
+    postgresql_jobs: int = 2
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_password: str | None = field(default=None, repr=False)
+    redis_service: str = "redis-server"
+    redis_rdb_path: str | None = None
+    mongodb_uri: str | None = field(default=None, repr=False)
+    age_identity: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_params(cls, params: t.Mapping[str, t.Any]) -> RestoreOptions:
+        """Built once from ``module.params``; options left out (``None``) take the defaults above."""
+        values = {f.name: params[f.name] for f in fields(cls) if params.get(f.name) is not None}
+        for name in ("components", "databases"):
+            values[name] = tuple(values.get(name) or ())
+        return cls(**values)
+
+    @property
+    def app_dir(self) -> str:
+        return os.path.join(self.root, self.app)
+
+
+# ---- what the restore touches, injected ---------------------------------------------------------------------
+
+
+@dataclass
+class Host:
+    """The machine: commands, time and warnings. Unit tests pass fakes."""
+
+    run_cmd: Run
+    warn: t.Callable[[str], None] = lambda msg: None
+    clock: t.Callable[[], _dt.datetime] = utcnow
+    sleep: t.Callable[[float], None] = time.sleep
+    monotonic: t.Callable[[], float] = time.monotonic
+
     def run(self, argv: list[str], what: str, env: dict[str, str] | None = None) -> str:
         rc, out, err = self.run_cmd(argv, env=env)
         if rc != 0:
             raise RestoreError(f"{what} failed (rc={rc}): {(err or out).strip()[-1500:]}")
         return out
 
-    def sql(self, database: str, statement: str, what: str) -> str:
-        p = self.p
-        return self.run(psql_argv(database, statement, p["postgresql_port"], p["postgresql_os_user"]), what)
 
-    def redis(self, *command: str) -> str:
-        p = self.p
-        env = {"REDISCLI_AUTH": p["redis_password"]} if p.get("redis_password") else None
-        out = self.run(redis_cli_argv(*command, host=p["redis_host"], port=p["redis_port"]),
-                       f"redis-cli {command[0]}", env=env)
-        if out.startswith(("ERR", "NOAUTH", "WRONGPASS", "Could not connect")):
-            raise RestoreError(f"redis-cli {command[0]} failed: {out.strip()}")
-        return out
+class SetFiles:
+    """Files of the verified set: the plain path, or a copy decrypted into a private work folder."""
 
-    # ---- choosing and verifying the set ----------------------------------------------------------------------
-    def resolve(self) -> SetInfo:
-        p = self.p
-        if p.get("path"):
-            path = p["path"].rstrip("/")
-            if not os.path.isdir(path):
-                raise RestoreError(f"backup set {path} does not exist; nothing was changed")
-        else:
-            sets = list_sets(self.app_dir, app=self.app, checksums=False, include_incomplete=False)
-            try:
-                path = select_set(sets, p["set"], p.get("components") or ()).path
-            except BackupError as exc:
-                raise RestoreError(f"{exc} in {self.app_dir}; nothing was changed") from exc
-        info = check_set(path, app=self.app, checksums=True)
-        if info.problems or not info.complete:
-            raise RestoreError(
-                f"backup set {info.path} refused, nothing was changed: " + "; ".join(info.problems or ["incomplete"])
-            )
+    def __init__(self, info: SetInfo, opts: RestoreOptions, host: Host) -> None:
         self.info = info
-        return info
+        self.opts = opts
+        self.host = host
+        self.manifest: dict[str, t.Any] = info.manifest or {}
+        self.work = os.path.join(opts.app_dir, f".restore-{info.id}")
+        self._cleanup: list[str] = []
 
-    def components(self) -> list[str]:
-        held = [c for c in RESTORABLE if c in self.info.components]
-        wanted = self.p.get("components") or held
-        missing = [c for c in wanted if c not in self.info.components]
-        if missing:
-            raise RestoreError(
-                f"backup set {self.info.id} holds no {', '.join(missing)} backup (it holds "
-                f"{', '.join(self.info.components)}); nothing was changed"
-            )
-        if not wanted:
-            raise RestoreError(f"backup set {self.info.id} holds nothing this module restores; nothing was changed")
-        return [c for c in RESTORABLE if c in wanted]
-
-    # ---- markers ---------------------------------------------------------------------------------------------
     @property
-    def marker_path(self) -> str:
-        return os.path.join(self.p["state_dir"], f"{self.app}.json")
+    def encrypted(self) -> bool:
+        return bool(self.manifest.get("encryption"))
 
-    def read_marker(self) -> dict[str, t.Any]:
-        try:
-            with open(self.marker_path, encoding="utf-8") as handle:
-                data = json.load(handle)
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+    def plain(self, rel: str) -> str | None:
+        """Path of ``rel`` as it lies in the set, or None when it must be decrypted first (what check mode reads)."""
+        return None if self.encrypted else os.path.join(self.info.path, rel)
 
-    def write_marker(self, component: str) -> None:
-        data = self.read_marker()
-        data[component] = {"set": self.info.id, "manifest_sha256": self.info.manifest_sha256,
-                           "path": self.info.path, "restored_at": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")}
-        os.makedirs(self.p["state_dir"], mode=0o700, exist_ok=True)
-        tmp = self.marker_path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.marker_path)
-
-    def marker_matches(self, component: str) -> bool:
-        entry = self.read_marker().get(component) or {}
-        return entry.get("set") == self.info.id and entry.get("manifest_sha256") == self.info.manifest_sha256
-
-    # ---- PostgreSQL ------------------------------------------------------------------------------------------
-    def pg_databases(self) -> dict[str, dict[str, t.Any]]:
-        dbs = self.info.manifest["components"]["postgresql"]["databases"]
-        wanted = self.p.get("databases") or list(dbs)
-        unknown = [d for d in wanted if d not in dbs]
-        if unknown:
-            raise RestoreError(f"backup set {self.info.id} has no dump of database(s) {', '.join(unknown)}; "
-                               f"it has {', '.join(dbs)}; nothing was changed")
-        return {d: dbs[d] for d in wanted}
-
-    def pg_exists(self, database: str) -> bool:
-        out = self.sql("postgres", f"SELECT 1 FROM pg_database WHERE datname = {quote_literal(database)}",
-                       f"psql lookup of {database}")
-        return out.strip() == "1"
-
-    def pg_comment(self, database: str) -> str:
-        return self.sql("postgres", "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
-                        f"WHERE datname = {quote_literal(database)}", f"psql comment of {database}").strip()
-
-    def pg_counts(self, database: str) -> dict[str, int]:
-        return parse_row_counts(self.sql(database, ROW_COUNT_SQL, f"row counts of {database}"))
-
-    def pg_state(self, database: str) -> dict[str, t.Any]:
-        if not self.pg_exists(database):
-            return {"exists": False}
-        return {"exists": True, "tables": self.pg_counts(database), "comment": self.pg_comment(database)}
-
-    def pg_needed(self, database: str, state: dict[str, t.Any]) -> bool:
-        if self.p["force"]:
-            return True
-        wanted = marker_comment(self.info.id, self.info.manifest_sha256 or "")
-        return not (self.marker_matches("postgresql") and state.get("comment") == wanted)
+    def workspace(self, mode: int) -> str:
+        os.makedirs(self.work, mode=mode, exist_ok=True)
+        if self.work not in self._cleanup:
+            self._cleanup.append(self.work)
+        return self.work
 
     def source(self, rel: str) -> str:
-        """Path of a set file, decrypted first (into a private temporary folder) when the set is encrypted."""
-        files = self.info.manifest["files"]
+        """Path of a set file, decrypted first (into the private work folder) when the set is encrypted."""
+        files = self.manifest["files"]
         if rel in files or any(k.startswith(rel + "/") for k in files):
             return os.path.join(self.info.path, rel)
         if rel + ".age" not in files:
             raise RestoreError(f"{rel} is not listed in the manifest of {self.info.id}")
-        identity = self.p.get("age_identity")
+        identity = self.opts.age_identity
         if not identity:
             raise RestoreError(f"backup set {self.info.id} is encrypted with age: age_identity (the private key) "
                                "is required; nothing was changed")
-        work = os.path.join(self.app_dir, f".restore-{self.info.id}")
-        os.makedirs(work, mode=0o750, exist_ok=True)
-        self.cleanup.append(work)
+        work = self.workspace(0o750)
         key = os.path.join(work, ".identity")
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(identity.strip() + "\n")
         target = os.path.join(work, os.path.basename(rel))
         try:
-            self.run(age_decrypt_argv(key, os.path.join(self.info.path, rel + ".age"), target), f"age -d of {rel}")
+            self.host.run(age_decrypt_argv(key, os.path.join(self.info.path, rel + ".age"), target),
+                          f"age -d of {rel}")
         finally:
             os.unlink(key)
-        from ansible_collections.pyfleet.server.plugins.module_utils.backup import sha256_file
-
         if sha256_file(target) != files[rel + ".age"].get("plain_sha256"):
             raise RestoreError(f"{rel}: the decrypted file does not match the manifest; nothing was changed")
         return target
 
-    def restore_postgresql(self, database: str, detail: dict[str, t.Any]) -> dict[str, t.Any]:
-        p = self.p
-        port, user = p["postgresql_port"], p["postgresql_os_user"]
-        source = self.source(detail["file"])
-        self.list_dump(source, detail["file"])
+    def cleanup(self) -> None:
+        for path in self._cleanup:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class Marker:
+    """``<state_dir>/<app>.json``: per component, the set last restored."""
+
+    def __init__(self, opts: RestoreOptions, host: Host) -> None:
+        self.state_dir = opts.state_dir
+        self.path = os.path.join(opts.state_dir, f"{opts.app}.json")
+        self.host = host
+
+    def read(self) -> dict[str, t.Any]:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def restored_set(self, component: str) -> str | None:
+        return (self.read().get(component) or {}).get("set")
+
+    def matches(self, component: str, info: SetInfo) -> bool:
+        entry = self.read().get(component) or {}
+        return entry.get("set") == info.id and entry.get("manifest_sha256") == info.manifest_sha256
+
+    def write(self, component: str, info: SetInfo) -> None:
+        data = self.read()
+        data[component] = {"set": info.id, "manifest_sha256": info.manifest_sha256, "path": info.path,
+                           "restored_at": self.host.clock().strftime("%Y-%m-%dT%H:%M:%SZ")}
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+
+@dataclass
+class Context:
+    """Everything a component needs: options, the verified set, the host, the marker, the action log."""
+
+    opts: RestoreOptions
+    info: SetInfo
+    host: Host
+    files: SetFiles
+    marker: Marker
+    actions: list[str]
+
+    @property
+    def manifest(self) -> dict[str, t.Any]:
+        return self.info.manifest or {}
+
+
+@dataclass
+class Item:
+    """One thing a restore replaces (``postgresql/<db>``, ``redis``, ``mongodb``), as ``check()`` predicts it."""
+
+    key: str
+    before: dict[str, t.Any]  # live now, as the diff shows it
+    after: dict[str, t.Any]  # what the set brings
+    needed: bool  # a restore would change it
+    detail: dict[str, t.Any]  # the manifest's record of it
+
+
+# ---- components -----------------------------------------------------------------------------------------------
+
+
+class ComponentRestore:
+    """One restorable component. ``check()`` predicts, ``apply(todo)`` acts on the items ``check()`` found needed."""
+
+    name: t.ClassVar[str]
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.opts = ctx.opts
+        self.info = ctx.info
+        self.host = ctx.host
+        # Paths already proven loadable by check(), so apply() does not read them twice.
+        self._proven: set[str] = set()
+
+    @property
+    def detail(self) -> dict[str, t.Any]:
+        return self.ctx.manifest["components"][self.name]
+
+    def marker_needed(self) -> bool:
+        return self.opts.force or not self.ctx.marker.matches(self.name, self.info)
+
+    def prove(self, path: str, rel: str) -> None:
+        """Read-only proof that ``path`` would load; runs in check mode too."""
+
+    def _prove_once(self, path: str, rel: str) -> None:
+        if path not in self._proven:
+            self.prove(path, rel)
+            self._proven.add(path)
+
+    def _prove_needed(self, items: list[Item]) -> None:
+        # What is encrypted is proven after decryption, in apply(): check mode writes no decrypted copy.
+        for item in items:
+            if item.needed and (path := self.ctx.files.plain(item.detail["file"])):
+                self._prove_once(path, item.detail["file"])
+
+    def state(self) -> dict[str, t.Any]:
+        raise NotImplementedError
+
+    def check(self) -> list[Item]:
+        raise NotImplementedError
+
+    def apply(self, todo: list[Item]) -> dict[str, t.Any]:
+        raise NotImplementedError
+
+
+class PostgreSQLRestore(ComponentRestore):
+    """Each database: load into a scratch database, compare row counts, then swap it in for the live one."""
+
+    name = "postgresql"
+
+    # -- SQL helpers
+    def sql(self, database: str, statement: str, what: str) -> str:
+        return self.host.run(psql_argv(database, statement, self.opts.postgresql_port, self.opts.postgresql_os_user),
+                             what)
+
+    def exists(self, database: str) -> bool:
+        out = self.sql("postgres", f"SELECT 1 FROM pg_database WHERE datname = {quote_literal(database)}",
+                       f"psql lookup of {database}")
+        return out.strip() == "1"
+
+    def comment(self, database: str) -> str:
+        return self.sql("postgres", "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                        f"WHERE datname = {quote_literal(database)}", f"psql comment of {database}").strip()
+
+    def counts(self, database: str) -> dict[str, int]:
+        return parse_row_counts(self.sql(database, ROW_COUNT_SQL, f"row counts of {database}"))
+
+    # -- state / check / apply
+    def databases(self) -> dict[str, dict[str, t.Any]]:
+        dbs = self.detail["databases"]
+        wanted = list(self.opts.databases) or list(dbs)
+        unknown = [d for d in wanted if d not in dbs]
+        if unknown:
+            raise RestoreError(f"backup set {self.info.id} has no dump of database(s) {', '.join(unknown)}; "
+                               f"it has {', '.join(dbs)}; nothing was changed")
+        return {d: dbs[d] for d in wanted}
+
+    def state(self) -> dict[str, dict[str, t.Any]]:
+        """Per database of the set: exists, row counts per table, the restore comment."""
+        live: dict[str, dict[str, t.Any]] = {}
+        for database in self.databases():
+            if not self.exists(database):
+                live[database] = {"exists": False}
+            else:
+                live[database] = {"exists": True, "tables": self.counts(database), "comment": self.comment(database)}
+        return live
+
+    def check(self) -> list[Item]:
+        live = self.state()
+        wanted = marker_comment(self.info.id, self.info.manifest_sha256 or "")
+        marker_matches = self.ctx.marker.matches(self.name, self.info)
+        items = []
+        for database, detail in self.databases().items():
+            state = live[database]
+            # The marker alone does not count: a database recreated since has lost the restore comment.
+            needed = self.opts.force or not (marker_matches and state.get("comment") == wanted)
+            items.append(Item(
+                key=f"postgresql/{database}",
+                before={"exists": state["exists"], "tables": state.get("tables"),
+                        "restored_set": restored_set(state.get("comment") or "")},
+                after={"exists": True, "tables": detail.get("tables"), "restored_set": self.info.id},
+                needed=needed,
+                detail=detail,
+            ))
+        self._prove_needed(items)
+        return items
+
+    def prove(self, path: str, rel: str) -> None:
+        """pg_restore -l reads the dump's table of contents: a dump cut short there is refused before anything."""
+        # Reading the table of contents needs no server: as root, so check mode changes no file modes.
+        rc, out, err = self.host.run_cmd(["pg_restore", "-l", path], env=None)
+        if rc != 0:
+            raise RestoreError(f"{rel} of {self.info.id} is not a readable dump, nothing was changed: "
+                               f"pg_restore -l failed (rc={rc}): {(err or out).strip()[-500:]}")
+
+    def apply(self, todo: list[Item]) -> dict[str, t.Any]:
+        results = {item.key: self.restore(item.key.split("/", 1)[1], item.detail) for item in todo}
+        if results:
+            self.ctx.marker.write(self.name, self.info)
+        return results
+
+    def restore(self, database: str, detail: dict[str, t.Any]) -> dict[str, t.Any]:
+        source = self.ctx.files.source(detail["file"])
+        self._prove_once(source, detail["file"])
         # pg_restore runs as PostgreSQL's OS user: the dump may have been decrypted into a folder root owns, or
         # shipped to this host by another route (playbooks/disaster-recovery.yml) with root-only modes.
         self._grant_postgres(source)
@@ -247,15 +397,16 @@ class Restorer:
         owner = detail.get("owner") or "postgres"
         self.sql("postgres", f"CREATE DATABASE {quote_ident(scratch)} OWNER {quote_ident(owner)} TEMPLATE template0",
                  f"creating the scratch database {scratch}")
-        jobs = p["postgresql_jobs"] if detail.get("format") == "directory" else 1
-        rc, out, err = self.run_cmd(pg_restore_argv(scratch, source, jobs, port, user), env=None)
+        jobs = self.opts.postgresql_jobs if detail.get("format") == "directory" else 1
+        argv = pg_restore_argv(scratch, source, jobs, self.opts.postgresql_port, self.opts.postgresql_os_user)
+        rc, out, err = self.host.run_cmd(argv, env=None)
         if rc != 0:
             self._drop(scratch)
             raise RestoreError(
                 f"pg_restore into the scratch database {scratch} failed (rc={rc}); the live database {database} "
                 f"was not touched: {(err or out).strip()[-1500:]}"
             )
-        differences = compare_counts(detail.get("tables") or {}, self.pg_counts(scratch))
+        differences = compare_counts(detail.get("tables") or {}, self.counts(scratch))
         if differences:
             self._drop(scratch)
             raise RestoreError(
@@ -267,24 +418,14 @@ class Restorer:
         self.sql("postgres", f"COMMENT ON DATABASE {quote_ident(database)} IS {quote_literal(comment)}",
                  f"marking {database} as restored")
         dropped = self._prune_previous(database)
-        self.actions.append(f"postgresql {database}: restored from {self.info.id}"
-                            + (f", previous kept as {previous}" if previous else ""))
+        self.ctx.actions.append(f"postgresql {database}: restored from {self.info.id}"
+                                + (f", previous kept as {previous}" if previous else ""))
         return {"database": database, "previous": previous, "dropped": dropped,
                 "tables": detail.get("tables") or {}}
 
-    def list_dump(self, source: str, rel: str) -> None:
-        """pg_restore -l reads the dump's table of contents: a dump cut short there is refused before anything."""
-        # Reading the table of contents needs no server: as root, so check mode changes no file modes.
-        rc, out, err = self.run_cmd(["pg_restore", "-l", source], env=None)
-        if rc != 0:
-            raise RestoreError(f"{rel} of {self.info.id} is not a readable dump, nothing was changed: "  # type: ignore[union-attr]
-                               f"pg_restore -l failed (rc={rc}): {(err or out).strip()[-500:]}")
-
     def _grant_postgres(self, path: str) -> None:
-        import grp
-
         try:
-            gid = grp.getgrnam(self.p["postgresql_os_user"]).gr_gid
+            gid = grp.getgrnam(self.opts.postgresql_os_user).gr_gid
         except KeyError:
             return
         targets = [os.path.dirname(path), path]
@@ -296,33 +437,33 @@ class Restorer:
 
     def _drop(self, database: str) -> None:
         statement = f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)"
-        argv = psql_argv("postgres", statement, self.p["postgresql_port"], self.p["postgresql_os_user"])
-        rc, _unused, err = self.run_cmd(argv, env=None)
+        argv = psql_argv("postgres", statement, self.opts.postgresql_port, self.opts.postgresql_os_user)
+        rc, _unused, err = self.host.run_cmd(argv, env=None)
         if rc != 0:
-            self.warn(f"could not drop the scratch database {database}: {err.strip()}")
+            self.host.warn(f"could not drop the scratch database {database}: {err.strip()}")
 
     def _swap(self, database: str, scratch: str) -> str | None:
         """Rename live → <db>__pre_<ts> and scratch → live. Returns the previous database's new name."""
-        if not self.pg_exists(database):
+        if not self.exists(database):
             self.sql("postgres", f"ALTER DATABASE {quote_ident(scratch)} RENAME TO {quote_ident(database)}",
                      f"renaming {scratch} to {database}")
             return None
-        previous = previous_name(database, self.clock())
+        previous = previous_name(database, self.host.clock())
         live = quote_ident(database)
         self.sql("postgres", f"ALTER DATABASE {live} WITH ALLOW_CONNECTIONS false",
                  f"closing {database} to new connections")
         try:
-            deadline = self.monotonic() + self.p["timeout"]
+            deadline = self.host.monotonic() + self.opts.timeout
             while True:
                 left = self.sql("postgres", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                 f"WHERE datname = {quote_literal(database)} AND pid <> pg_backend_pid()",
                                 f"ending the sessions of {database}").strip()
                 if left in ("", "0"):
                     break
-                if self.monotonic() > deadline:
-                    raise RestoreError(f"sessions of {database} did not end within {self.p['timeout']} s; "
+                if self.host.monotonic() > deadline:
+                    raise RestoreError(f"sessions of {database} did not end within {self.opts.timeout} s; "
                                        "the live database was not replaced")
-                self.sleep(0.5)
+                self.host.sleep(0.5)
             self.sql("postgres", f"ALTER DATABASE {live} RENAME TO {quote_ident(previous)}",
                      f"renaming {database} to {previous}")
         except RestoreError:
@@ -346,50 +487,79 @@ class Restorer:
         out = self.sql("postgres", "SELECT datname FROM pg_database WHERE left(datname, "
                        f"{len(prefix)}) = {quote_literal(prefix)} ORDER BY datname DESC", "listing previous databases")
         names = [n for n in out.split() if n]
-        dropped = names[max(self.p["keep_previous"], 0):]
+        dropped = names[max(self.opts.keep_previous, 0):]
         for name in dropped:
             self.sql("postgres", f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)", f"dropping {name}")
         return dropped
 
-    # ---- Redis -----------------------------------------------------------------------------------------------
-    def redis_detail(self) -> dict[str, t.Any]:
-        return self.info.manifest["components"]["redis"]
 
-    def redis_state(self) -> dict[str, t.Any]:
+class RedisRestore(ComponentRestore):
+    """The RDB: checked, swapped in with the service stopped, proven by key counts, else the previous one back."""
+
+    name = "redis"
+
+    def cli(self, *command: str) -> str:
+        env = {"REDISCLI_AUTH": self.opts.redis_password} if self.opts.redis_password else None
+        out = self.host.run(redis_cli_argv(*command, host=self.opts.redis_host, port=self.opts.redis_port),
+                            f"redis-cli {command[0]}", env=env)
+        if out.startswith(("ERR", "NOAUTH", "WRONGPASS", "Could not connect")):
+            raise RestoreError(f"redis-cli {command[0]} failed: {out.strip()}")
+        return out
+
+    @property
+    def rdb_path(self) -> str:
+        return self.opts.redis_rdb_path or self.detail.get("rdb_path") or "/var/lib/redis/dump.rdb"
+
+    def state(self) -> dict[str, t.Any]:
         try:
-            return {"running": True, "keyspace": parse_keyspace(parse_info(self.redis("INFO", "keyspace")))}
+            return {"running": True, "keyspace": parse_keyspace(parse_info(self.cli("INFO", "keyspace")))}
         except RestoreError as exc:
             return {"running": False, "error": str(exc)}
 
-    def rdb_path(self) -> str:
-        return self.p.get("redis_rdb_path") or self.redis_detail().get("rdb_path") or "/var/lib/redis/dump.rdb"
+    def check(self) -> list[Item]:
+        live = self.state()
+        items = [Item(
+            key="redis",
+            before={"keyspace": live.get("keyspace"), "error": live.get("error"),
+                    "restored_set": self.ctx.marker.restored_set(self.name)},
+            after={"keyspace": self.detail.get("keyspace"), "restored_set": self.info.id},
+            needed=self.marker_needed(),
+            detail=self.detail,
+        )]
+        self._prove_needed(items)
+        return items
 
-    def redis_preflight(self, source: str) -> None:
-        """Read-only checks that run in check mode too: the RDB is readable and Redis would load it."""
+    def prove(self, path: str, rel: str) -> None:
+        """The RDB is readable and Redis would load it (not its AOF)."""
         checker = shutil.which("redis-check-rdb") or ("/usr/bin/redis-check-rdb"
                                                       if os.path.exists("/usr/bin/redis-check-rdb") else None)
         if checker:
-            rc, out, err = self.run_cmd([checker, source], env=None)
+            rc, out, err = self.host.run_cmd([checker, path], env=None)
             if rc != 0:
-                raise RestoreError(f"redis-check-rdb rejects {os.path.relpath(source, self.info.path)} "  # type: ignore[union-attr]
+                raise RestoreError(f"redis-check-rdb rejects {os.path.relpath(path, self.info.path)} "
                                    f"(rc={rc}): {(out + err).strip()[-500:]}; nothing was changed")
         try:
-            appendonly = self.redis("CONFIG", "GET", "appendonly").split()
+            appendonly = self.cli("CONFIG", "GET", "appendonly").split()
         except RestoreError:
             appendonly = []
         if appendonly[-1:] == ["yes"]:
             raise RestoreError("Redis runs with appendonly yes, so it would load its AOF instead of the restored RDB; "
                                "turn appendonly off for the restore (redis_appendonly: false); nothing was changed")
 
-    def restore_redis(self) -> dict[str, t.Any]:
-        p = self.p
-        detail = self.redis_detail()
-        source = self.source(detail["file"])
-        self.redis_preflight(source)
-        rdb = self.rdb_path()
-        service = p["redis_service"]
-        previous = f"{rdb}.pre-{new_set_id(self.clock()).lower()}"
-        self.run(["systemctl", "stop", service], f"systemctl stop {service}")
+    def apply(self, todo: list[Item]) -> dict[str, t.Any]:
+        if not todo:
+            return {}
+        result = self.restore(todo[0].detail)
+        self.ctx.marker.write(self.name, self.info)
+        return {"redis": result}
+
+    def restore(self, detail: dict[str, t.Any]) -> dict[str, t.Any]:
+        source = self.ctx.files.source(detail["file"])
+        self._prove_once(source, detail["file"])
+        rdb = self.rdb_path
+        service = self.opts.redis_service
+        previous = f"{rdb}.pre-{new_set_id(self.host.clock()).lower()}"
+        self.host.run(["systemctl", "stop", service], f"systemctl stop {service}")
         had_previous = os.path.exists(rdb)
         if had_previous:
             os.replace(rdb, previous)  # Redis wrote its data on shutdown; this is the live data, kept
@@ -400,15 +570,15 @@ class Restorer:
         os.replace(staged, rdb)
         problem = self._start_and_prove(service, detail)
         if problem:
-            self.run_cmd(["systemctl", "stop", service], env=None)
+            self.host.run_cmd(["systemctl", "stop", service], env=None)
             if had_previous:
                 os.replace(previous, rdb)
-            self.run_cmd(["systemctl", "start", service], env=None)
+            self.host.run_cmd(["systemctl", "start", service], env=None)
             raise RestoreError(f"Redis did not come back with the data of {self.info.id} ({problem}); the previous "
                                "RDB was put back and Redis started on it")
         dropped = self._prune_rdbs(rdb)
-        self.actions.append(f"redis: restored from {self.info.id}"
-                            + (f", previous RDB kept as {previous}" if had_previous else ""))
+        self.ctx.actions.append(f"redis: restored from {self.info.id}"
+                                + (f", previous RDB kept as {previous}" if had_previous else ""))
         return {"rdb": rdb, "previous": previous if had_previous else None, "dropped": dropped,
                 "keyspace": detail.get("keyspace") or {}}
 
@@ -419,22 +589,22 @@ class Restorer:
             os.chown(path, st.st_uid, st.st_gid)
 
     def _start_and_prove(self, service: str, detail: dict[str, t.Any]) -> str | None:
-        rc, _unused, err = self.run_cmd(["systemctl", "start", service], env=None)
+        rc, _unused, err = self.host.run_cmd(["systemctl", "start", service], env=None)
         if rc != 0:
             return f"systemctl start {service} failed: {err.strip()}"
-        deadline = self.monotonic() + self.p["timeout"]
+        deadline = self.host.monotonic() + self.opts.timeout
         while True:
             try:
-                info = parse_info(self.redis("INFO", "persistence") + self.redis("INFO", "keyspace"))
+                info = parse_info(self.cli("INFO", "persistence") + self.cli("INFO", "keyspace"))
                 if info.get("loading") == "0":
                     break
             except RestoreError as exc:
                 last = str(exc)
             else:
                 last = "still loading"
-            if self.monotonic() > deadline:
-                return f"not ready after {self.p['timeout']} s: {last}"
-            self.sleep(0.5)
+            if self.host.monotonic() > deadline:
+                return f"not ready after {self.opts.timeout} s: {last}"
+            self.host.sleep(0.5)
         differences = compare_keyspace(detail.get("keyspace") or {}, parse_keyspace(info)) \
             if detail.get("keys_exact", True) else []
         return "; ".join(differences) or None
@@ -442,116 +612,174 @@ class Restorer:
     def _prune_rdbs(self, rdb: str) -> list[str]:
         directory, base = os.path.split(rdb)
         olds = sorted((n for n in os.listdir(directory) if n.startswith(base + ".pre-")), reverse=True)
-        dropped = olds[max(self.p["keep_previous"], 0):]
+        dropped = olds[max(self.opts.keep_previous, 0):]
         for name in dropped:
             os.unlink(os.path.join(directory, name))
         return dropped
 
-    # ---- MongoDB (unit-tested only: no MongoDB could be installed where this was built) ----------------------
-    def restore_mongodb(self) -> dict[str, t.Any]:
-        detail = self.info.manifest["components"]["mongodb"]
-        if not self.p.get("mongodb_uri"):
-            raise RestoreError("mongodb_uri is required to restore MongoDB; nothing was changed")
-        from ansible_collections.pyfleet.server.plugins.module_utils.backup import check_mongo_archive
 
-        source = self.source(detail["file"])
+class MongoDBRestore(ComponentRestore):
+    """mongorestore --drop after a --dryRun. Unit-tested only: no MongoDB could be installed where this was built."""
+
+    name = "mongodb"
+
+    def state(self) -> dict[str, t.Any]:
+        # Nothing is read from a live MongoDB: only the marker tells which set it holds.
+        return {"restored_set": self.ctx.marker.restored_set(self.name)}
+
+    def check(self) -> list[Item]:
+        return [Item(key="mongodb", before=self.state(), after={"restored_set": self.info.id},
+                     needed=self.marker_needed(), detail=self.detail)]
+
+    def apply(self, todo: list[Item]) -> dict[str, t.Any]:
+        if not todo:
+            return {}
+        result = self.restore(todo[0].detail)
+        self.ctx.marker.write(self.name, self.info)
+        return {"mongodb": result}
+
+    def restore(self, detail: dict[str, t.Any]) -> dict[str, t.Any]:
+        uri = self.opts.mongodb_uri
+        if not uri:
+            raise RestoreError("mongodb_uri is required to restore MongoDB; nothing was changed")
+        source = self.ctx.files.source(detail["file"])
         problems = check_mongo_archive(source)
         if problems:
             raise RestoreError("; ".join(problems) + "; nothing was changed")
-        work = os.path.join(self.app_dir, f".restore-{self.info.id}")
-        os.makedirs(work, mode=0o700, exist_ok=True)
-        self.cleanup.append(work)
-        conf = os.path.join(work, ".mongo.conf")
+        conf = os.path.join(self.ctx.files.workspace(0o700), ".mongo.conf")
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(mongo_config_text(self.p["mongodb_uri"]))
+            handle.write(mongo_config_text(uri))
         ns = f"{detail['database']}.*" if detail.get("database") else None
         try:
-            self.run(mongorestore_argv(conf, source, drop=True, dry_run=True, ns_include=ns), "mongorestore --dryRun")
-            self.run(mongorestore_argv(conf, source, drop=True, ns_include=ns), "mongorestore")
+            self.host.run(mongorestore_argv(conf, source, drop=True, dry_run=True, ns_include=ns),
+                          "mongorestore --dryRun")
+            self.host.run(mongorestore_argv(conf, source, drop=True, ns_include=ns), "mongorestore")
         finally:
             os.unlink(conf)
-        self.actions.append(f"mongodb: restored from {self.info.id}")
+        self.ctx.actions.append(f"mongodb: restored from {self.info.id}")
         return {"archive": detail["file"]}
 
-    # ---- the whole thing -------------------------------------------------------------------------------------
-    def plan(self) -> dict[str, t.Any]:
-        """What a restore would do (read-only): runs in check mode and before every real restore."""
+
+# One class per entry of RESTORABLE (backup.py), in the order they are restored (a unit test keeps them equal).
+COMPONENT_CLASSES: dict[str, type[ComponentRestore]] = {
+    cls.name: cls for cls in (PostgreSQLRestore, RedisRestore, MongoDBRestore)
+}
+
+
+# ---- the whole restore ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What ``Restorer.plan()`` found: the verified set, the components, every item with its prediction."""
+
+    info: SetInfo
+    components: list[ComponentRestore]
+    items: dict[str, list[Item]]  # component name -> its items, in restore order
+
+    @property
+    def todo(self) -> list[Item]:
+        return [item for items in self.items.values() for item in items if item.needed]
+
+    @property
+    def all_items(self) -> list[Item]:
+        return [item for items in self.items.values() for item in items]
+
+
+class Restorer:
+    """Verifies the set, lets every component predict (``check``), then, outside check mode, ``apply``."""
+
+    def __init__(self, opts: RestoreOptions, run: Run, check_mode: bool = False,
+                 warn: t.Callable[[str], None] = lambda msg: None, clock: t.Callable[[], _dt.datetime] = utcnow,
+                 sleep: t.Callable[[float], None] = time.sleep, monotonic: t.Callable[[], float] = time.monotonic):
+        self.opts = opts
+        self.check_mode = check_mode
+        self.host = Host(run, warn=warn, clock=clock, sleep=sleep, monotonic=monotonic)
+        self.marker = Marker(opts, self.host)
+        self.info: SetInfo | None = None
+        self.files: SetFiles | None = None
+        self.actions: list[str] = []
+
+    # ---- choosing and verifying the set ----------------------------------------------------------------------
+    def resolve(self) -> SetInfo:
+        opts = self.opts
+        if opts.path:
+            path = opts.path.rstrip("/")
+            if not os.path.isdir(path):
+                raise RestoreError(f"backup set {path} does not exist; nothing was changed")
+        else:
+            sets = list_sets(opts.app_dir, app=opts.app, checksums=False, include_incomplete=False)
+            try:
+                path = select_set(sets, opts.set, opts.components).path
+            except BackupError as exc:
+                raise RestoreError(f"{exc} in {opts.app_dir}; nothing was changed") from exc
+        info = check_set(path, app=opts.app, checksums=True)
+        if info.problems or not info.complete:
+            raise RestoreError(
+                f"backup set {info.path} refused, nothing was changed: " + "; ".join(info.problems or ["incomplete"])
+            )
+        self.info = info
+        return info
+
+    def component_names(self, info: SetInfo) -> list[str]:
+        held = [c for c in RESTORABLE if c in info.components]
+        wanted = list(self.opts.components) or held
+        missing = [c for c in wanted if c not in info.components]
+        if missing:
+            raise RestoreError(
+                f"backup set {info.id} holds no {', '.join(missing)} backup (it holds "
+                f"{', '.join(info.components)}); nothing was changed"
+            )
+        if not wanted:
+            raise RestoreError(f"backup set {info.id} holds nothing this module restores; nothing was changed")
+        return [c for c in RESTORABLE if c in wanted]
+
+    # ---- predict, then act -----------------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        """Read-only: verify the set and let each component predict. The same code runs in check mode and before
+        every real restore."""
         info = self.resolve()
-        components = self.components()
-        before: dict[str, t.Any] = {}
-        after: dict[str, t.Any] = {}
-        todo: dict[str, t.Any] = {}
-        for component in components:
-            if component == "postgresql":
-                for database, detail in self.pg_databases().items():
-                    state = self.pg_state(database)
-                    key = f"postgresql/{database}"
-                    before[key] = {"exists": state["exists"], "tables": state.get("tables"),
-                                   "restored_set": restored_set(state.get("comment") or "")}
-                    after[key] = {"exists": True, "tables": detail.get("tables"), "restored_set": info.id}
-                    if self.pg_needed(database, state):
-                        todo[key] = detail
-            elif component == "redis":
-                state = self.redis_state()
-                before["redis"] = {"keyspace": state.get("keyspace"), "error": state.get("error"),
-                                   "restored_set": (self.read_marker().get("redis") or {}).get("set")}
-                after["redis"] = {"keyspace": self.redis_detail().get("keyspace"), "restored_set": info.id}
-                if self.p["force"] or not self.marker_matches("redis"):
-                    todo["redis"] = self.redis_detail()
-            elif component == "mongodb":
-                before["mongodb"] = {"restored_set": (self.read_marker().get("mongodb") or {}).get("set")}
-                after["mongodb"] = {"restored_set": info.id}
-                if self.p["force"] or not self.marker_matches("mongodb"):
-                    todo["mongodb"] = self.info.manifest["components"]["mongodb"]  # type: ignore[index]
-        return {"set": info, "components": components, "todo": todo, "before": before, "after": after}
+        names = self.component_names(info)
+        self.files = SetFiles(info, self.opts, self.host)
+        ctx = Context(self.opts, info, self.host, self.files, self.marker, self.actions)
+        components = [COMPONENT_CLASSES[name](ctx) for name in names]
+        return Plan(info, components, {component.name: component.check() for component in components})
 
     def execute(self) -> dict[str, t.Any]:
-        plan = self.plan()
-        info: SetInfo = plan["set"]
-        todo = plan["todo"]
+        """Check mode stops after ``plan()``; a real run applies what the plan found needed, component by component."""
         results: dict[str, t.Any] = {}
-        if self.check_mode:
-            # Read-only proofs that the load would start: the dumps are readable, the RDB is valid.
-            for key, detail in todo.items():
-                if key.startswith("postgresql/") and not info.manifest.get("encryption"):  # type: ignore[union-attr]
-                    self.list_dump(os.path.join(info.path, detail["file"]), detail["file"])
-                elif key == "redis" and not info.manifest.get("encryption"):  # type: ignore[union-attr]
-                    self.redis_preflight(os.path.join(info.path, detail["file"]))
-            self.actions = [f"would restore {key} from {info.id}" for key in todo]
-        else:
-            try:
-                done_pg = False
-                for key, detail in todo.items():
-                    if key.startswith("postgresql/"):
-                        results[key] = self.restore_postgresql(key.split("/", 1)[1], detail)
-                        done_pg = True
-                    elif key == "redis":
-                        results[key] = self.restore_redis()
-                        self.write_marker("redis")
-                    elif key == "mongodb":
-                        results[key] = self.restore_mongodb()
-                        self.write_marker("mongodb")
-                if done_pg:
-                    self.write_marker("postgresql")
-            finally:
-                for path in self.cleanup:
-                    shutil.rmtree(path, ignore_errors=True)
+        try:
+            plan = self.plan()
+            if self.check_mode:
+                self.actions[:] = [f"would restore {item.key} from {plan.info.id}" for item in plan.todo]
+            else:
+                for component in plan.components:
+                    results.update(component.apply([i for i in plan.items[component.name] if i.needed]))
+        finally:
+            if self.files is not None:
+                self.files.cleanup()  # decrypted copies and the MongoDB config never stay on the host
+        return self.result(plan, results)
+
+    def result(self, plan: Plan, results: dict[str, t.Any]) -> dict[str, t.Any]:
+        info = plan.info
+        todo = [item.key for item in plan.todo]
+        keys = [item.key for item in plan.all_items]
         changed = bool(todo)
-        skipped = [k for k in plan["before"] if k not in todo]
         summary = (f"{'would restore' if self.check_mode else 'restored'} {', '.join(todo)} from {info.id}"
-                   if changed else f"{', '.join(plan['before'])} already restored from {info.id}; nothing to do")
+                   if changed else f"{', '.join(keys)} already restored from {info.id}; nothing to do")
+        before = {item.key: item.before for item in plan.all_items}
+        after = {item.key: item.after if item.needed else item.before for item in plan.all_items}
         return {
             "changed": changed,
             "set": info.to_dict(),
-            "restored": list(todo),
-            "unchanged": skipped,
+            "restored": todo,
+            "unchanged": [k for k in keys if k not in todo],
             "details": results,
             "actions": self.actions,
             "msg": summary,
-            "diff": {"before": json.dumps(plan["before"], indent=2, sort_keys=True) + "\n",
-                     "after": json.dumps({k: (plan["after"][k] if k in todo else plan["before"][k])
-                                          for k in plan["before"]}, indent=2, sort_keys=True) + "\n",
-                     "before_header": f"live data of {self.app}",
+            "diff": {"before": json.dumps(before, indent=2, sort_keys=True) + "\n",
+                     "after": json.dumps(after, indent=2, sort_keys=True) + "\n",
+                     "before_header": f"live data of {self.opts.app}",
                      "after_header": f"after restoring {info.id}"},
         }

@@ -194,17 +194,18 @@ msg:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pyfleet.server.plugins.module_utils.restore import RestoreError, Restorer
+from ansible_collections.pyfleet.server.plugins.module_utils.backup import RESTORABLE
+from ansible_collections.pyfleet.server.plugins.module_utils.restore import RestoreError, RestoreOptions, Restorer
 
 
 def argument_spec() -> dict:
+    """One entry per field of RestoreOptions."""
     return {
         "app": {"type": "str", "required": True},
         "root": {"type": "path", "default": "/var/backups/pyfleet"},
         "set": {"type": "str", "default": "latest"},
         "path": {"type": "path"},
-        "components": {"type": "list", "elements": "str", "choices": ["postgresql", "redis", "mongodb"],
-                       "default": []},
+        "components": {"type": "list", "elements": "str", "choices": list(RESTORABLE), "default": []},
         "databases": {"type": "list", "elements": "str", "default": []},
         "force": {"type": "bool", "default": False},
         "keep_previous": {"type": "int", "default": 1},
@@ -226,14 +227,14 @@ def argument_spec() -> dict:
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            mutually_exclusive=[("set", "path")])
-    p = module.params
-    if p["keep_previous"] < 0:
-        module.fail_json(msg=f"keep_previous must be 0 or more, got {p['keep_previous']}")
+    opts = RestoreOptions.from_params(module.params)
+    if opts.keep_previous < 0:
+        module.fail_json(msg=f"keep_previous must be 0 or more, got {opts.keep_previous}")
 
     def run(argv, env=None):
         return module.run_command(argv, environ_update=env or {}, cwd="/")
 
-    restorer = Restorer(p, run, check_mode=module.check_mode, warn=module.warn)
+    restorer = Restorer(opts, run, check_mode=module.check_mode, warn=module.warn)
     try:
         result = restorer.execute()
     except RestoreError as exc:

@@ -126,8 +126,8 @@ def env(tmp_path, monkeypatch):
 
 
 def restorer(tmp_path, host, check_mode=False, **extra):
-    return r.Restorer(params(tmp_path, **extra), host, check_mode=check_mode, clock=lambda: NOW,
-                      sleep=lambda s: None)
+    return r.Restorer(r.RestoreOptions.from_params(params(tmp_path, **extra)), host, check_mode=check_mode,
+                      clock=lambda: NOW, sleep=lambda s: None)
 
 
 def test_postgresql_is_swapped_in_only_after_the_scratch_copy_matches(env):
@@ -258,3 +258,135 @@ def test_mongodb_dry_run_first_and_uri_never_in_argv(tmp_path, monkeypatch):
     assert "--nsInclude=playpark.*" in runs[1] and "--drop" in runs[1]
     assert not any("s3cret" in a for c in host.calls for a in c)
     assert not (tmp_path / "backups" / "fleetdemo" / f".restore-{SET_ID}").exists()
+
+
+# ---- the per-component classes: state() / check() / apply() --------------------------------------------------
+
+MUTATING_SQL = ("ALTER", "CREATE", "DROP", "COMMENT")
+
+
+def mutating_calls(host: FakeHost) -> list[list[str]]:
+    return [c for c in host.calls
+            if c[0] in ("systemctl", "mongorestore") or ("psql" in c and c[-1].startswith(MUTATING_SQL))
+            or ("pg_restore" in c and "-l" not in c)]
+
+
+def test_every_component_class_follows_the_one_component_list():
+    assert tuple(r.COMPONENT_CLASSES) == b.RESTORABLE
+    assert set(b.RESTORABLE) < set(b.COMPONENTS)
+    assert all(cls.name == name for name, cls in r.COMPONENT_CLASSES.items())
+
+
+def test_options_are_typed_and_keep_secrets_out_of_their_repr(tmp_path):
+    opts = r.RestoreOptions.from_params(params(tmp_path, components=["redis"], mongodb_uri="mongodb://u:s3cret@h/x",
+                                               age_identity="AGE-SECRET-KEY-1"))
+    assert opts.components == ("redis",) and opts.databases == () and opts.redis_port == 6379
+    assert opts.app_dir == str(tmp_path / "backups" / "fleetdemo")
+    assert "s3cret" not in repr(opts) and "AGE-SECRET" not in repr(opts) and "'pw'" not in repr(opts)
+    # Options the module left unset (None) fall back to the documented defaults.
+    assert r.RestoreOptions.from_params({"app": "x", "set": None, "timeout": None}).set == "latest"
+
+
+@pytest.mark.parametrize("name, keys", [
+    ("postgresql", ["postgresql/fleetdemo"]),
+    ("redis", ["redis"]),
+    ("mongodb", ["mongodb"]),
+])
+def test_check_predicts_exactly_what_apply_restores(tmp_path, monkeypatch, name, keys):
+    monkeypatch.setattr(r.shutil, "which", lambda name: None)
+    make_set(tmp_path / "backups", mongodb=True)
+    (tmp_path / "dump.rdb").write_bytes(b"REDIS0011-live")
+    host = FakeHost(tmp_path / "dump.rdb")
+    extra = {"components": [name], "mongodb_uri": "mongodb://admin:s3cret@127.0.0.1/playpark"}
+
+    first = restorer(tmp_path, host, **extra)
+    plan = first.plan()
+    (component,) = plan.components
+    assert component.name == name and isinstance(component, r.COMPONENT_CLASSES[name])
+    assert [item.key for item in plan.items[name]] == keys
+    todo = [item for item in plan.items[name] if item.needed]
+    assert [item.key for item in todo] == keys
+    assert mutating_calls(host) == []  # check() only reads
+    assert all(item.after["restored_set"] == SET_ID for item in todo)
+
+    assert list(component.apply(todo)) == keys  # apply() restores what check() predicted, nothing else
+    first.files.cleanup()
+    assert mutating_calls(host)
+
+    # After apply(), check() finds nothing to do: prediction and action agree both ways.
+    host.calls.clear()
+    again = restorer(tmp_path, host, **extra).plan()
+    assert again.todo == [] and mutating_calls(host) == []
+    assert [item.before["restored_set"] for item in again.items[name]] == [SET_ID] * len(keys)
+    # force: check() predicts a restore again.
+    assert [item.key for item in restorer(tmp_path, host, force=True, **extra).plan().todo] == keys
+
+
+def test_apply_of_nothing_changes_nothing(env):
+    host = FakeHost(env / "dump.rdb")
+    plan = restorer(env, host).plan()
+    host.calls.clear()
+    for component in plan.components:
+        assert component.apply([]) == {}
+    assert host.calls == [] and not (env / "state").exists()
+
+
+def test_state_reports_what_is_live(env):
+    host = FakeHost(env / "dump.rdb")
+    plan = restorer(env, host).plan()
+    pg, redis = plan.components
+    assert pg.state() == {"fleetdemo": {"exists": True, "tables": {"public.alembic_version": 1, "public.items": 7},
+                                        "comment": ""}}
+    assert redis.state() == {"running": True, "keyspace": {"db0": {"keys": 5, "expires": 0}}}
+    host.redis_up = False
+    assert redis.state()["running"] is False and "Connection refused" in redis.state()["error"]
+    host.dbs.pop("fleetdemo")
+    assert pg.state() == {"fleetdemo": {"exists": False}}
+
+
+def test_check_mode_is_the_real_run_without_apply(env):
+    host = FakeHost(env / "dump.rdb")
+    predicted = restorer(env, host, check_mode=True).execute()
+    check_calls = list(host.calls)
+    host.calls.clear()
+    real = restorer(env, host).execute()
+    for key in ("changed", "restored", "unchanged", "diff", "set"):
+        assert predicted[key] == real[key], key
+    assert predicted["msg"] == f"would restore postgresql/fleetdemo, redis from {SET_ID}"
+    assert real["msg"] == f"restored postgresql/fleetdemo, redis from {SET_ID}"
+    # The real run starts with exactly the commands of check mode (same reads, same proofs), then acts.
+    assert host.calls[:len(check_calls)] == check_calls
+    assert mutating_calls(host) and not [c for c in check_calls if c in mutating_calls(host)]
+    # Each dump's table of contents is read once per run, in check mode and for real.
+    assert [c[:2] for c in check_calls].count(["pg_restore", "-l"]) == 1
+    assert [c[:2] for c in host.calls].count(["pg_restore", "-l"]) == 1
+    assert restorer(env, host, check_mode=True).execute()["changed"] is False
+
+
+class BadRdbHost(FakeHost):
+    def __call__(self, argv, env=None):
+        if argv[0].endswith("redis-check-rdb"):
+            self.calls.append(argv)
+            self.envs.append(env)
+            return 2, "", "--- RDB ERROR DETECTED ---"
+        return super().__call__(argv, env)
+
+
+def test_read_only_proofs_of_every_component_run_before_the_first_change(env, monkeypatch):
+    monkeypatch.setattr(r.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "redis-check-rdb" else None)
+    host = BadRdbHost(env / "dump.rdb")
+    with pytest.raises(r.RestoreError, match=r"redis-check-rdb rejects redis/dump.rdb \(rc=2\).*nothing was changed"):
+        restorer(env, host).execute()
+    assert mutating_calls(host) == []
+    assert set(host.dbs) == {"postgres", "fleetdemo"} and host.dbs["fleetdemo"] == ""
+
+
+def test_a_component_records_its_restore_as_soon_as_it_is_done(env):
+    # PostgreSQL is restored, then Redis fails its key count and is put back: the marker says what is true.
+    host = FakeHost(env / "dump.rdb", redis_keys_after=1)
+    with pytest.raises(r.RestoreError, match="Redis did not come back"):
+        restorer(env, host).execute()
+    marker = r.Marker(r.RestoreOptions.from_params(params(env)), r.Host(host))
+    assert marker.restored_set("postgresql") == SET_ID and marker.restored_set("redis") is None
+    again = restorer(env, host, check_mode=True).execute()
+    assert again["restored"] == ["redis"] and again["unchanged"] == ["postgresql/fleetdemo"]
