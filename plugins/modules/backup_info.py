@@ -22,28 +22,11 @@ description:
   - With O(max_age), the module fails when the newest good set (holding O(components)) is older, or there is none.
     A deploy can use this as a freshness gate.
   - Reads only; never changes anything.
-attributes:
-  check_mode:
-    support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    details:
-      - Read-only, so it runs normally in check mode.
-  diff_mode:
-    support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-  idempotent:
-    support: full
-    description:
-      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+extends_documentation_fragment:
+  - pyfleet.server.attributes
+  - pyfleet.server.attributes.read_only
+  - pyfleet.server.backup_sets
 options:
-  app:
-    description: Application whose sets are listed (the C(backup_app) of the role).
-    type: str
-    required: true
-  root:
-    description: Directory holding the sets of every app (the role's C(backup_root)).
-    type: path
-    default: /var/backups/pyfleet
   verify:
     description:
       - Recompute the sha256 of every file and compare it with the manifest. Reads every byte of every set.

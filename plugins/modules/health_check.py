@@ -33,20 +33,13 @@ description:
     healthy when that status is V(pass) or V(warn) (only V(pass) with O(strict=true)), every O(require)d dependency
     is present, and the latency is within O(max_latency_ms).
   - The module never changes anything. It sends its request in check mode too.
+extends_documentation_fragment:
+  - pyfleet.server.attributes
+  - pyfleet.server.attributes.read_only
 attributes:
   check_mode:
-    support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
     details:
       - The probe is read-only, so it runs normally in check mode and reports the real result.
-  diff_mode:
-    support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-  idempotent:
-    support: full
-    description:
-      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
-      - This assumes that the system controlled/queried by the module has not changed in a relevant way.
 options:
   url:
     description:

@@ -34,32 +34,24 @@ description:
     be installed where this collection is built and tested, so MongoDB restores are covered by unit tests only.
   - Idempotent. The set restored is recorded in O(state_dir)/<app>.json and, for PostgreSQL, in
     C(COMMENT ON DATABASE). Restoring the same set again reports V(changed=false) unless O(force=true).
+extends_documentation_fragment:
+  - pyfleet.server.attributes
+  - pyfleet.server.backup_sets
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
     details:
-      - Verifies the set, reads the live state and the markers, lists each dump (C(pg_restore -l)) and checks the RDB,
-        then reports what a real run would restore. Nothing is changed.
+      - Runs the same code as a real restore up to the point where it would change something. It verifies the set,
+        reads the live state and the markers, lists each dump (C(pg_restore -l)) and checks the RDB, then reports what
+        a real run would restore. Nothing is changed.
   diff_mode:
     support: full
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     details:
       - Shows, per database and for Redis, the live row or key counts and the set restored before, next to what the
         set will bring.
   idempotent:
     support: full
-    description:
-      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
 options:
-  app:
-    description: Application the set belongs to; a set whose manifest names another app is refused.
-    type: str
-    required: true
-  root:
-    description: Directory holding the sets of every app (the role's C(backup_root)).
-    type: path
-    default: /var/backups/pyfleet
   set:
     description: Id of the set to restore (C(20250124T031500Z)), or V(latest).
     type: str
