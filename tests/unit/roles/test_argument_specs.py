@@ -42,3 +42,14 @@ def test_every_option_is_described(role: Path):
     options = _load(role / "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
     undescribed = [name for name, spec in options.items() if not spec.get("description")]
     assert not undescribed, f"{role.name}: options without a description: {undescribed}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_entry_points_have_tasks_and_main_s_options(role: Path):
+    """Every entry point (preflight, stop, run, ...) is a tasks file and documents its options as main does."""
+    specs = _load(role / "meta/argument_specs.yml")["argument_specs"]
+    main = specs["main"]["options"]
+    for entry, spec in specs.items():
+        assert (role / "tasks" / f"{entry}.yml").is_file(), f"{role.name}: entry point {entry} has no tasks/{entry}.yml"
+        for name, option in (spec.get("options") or {}).items():
+            assert option == main.get(name), f"{role.name}.{entry}: option {name} differs from main's"
