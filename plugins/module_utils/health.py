@@ -406,3 +406,29 @@ def compose_message(url: str, failures: list[str], attempts: int, elapsed_s: flo
     if not failures:
         return f"{url} is healthy after {attempts} {plural}{took}"
     return f"{url} is unhealthy after {attempts} {plural}{took}: {what}"
+
+
+def summary_line(
+    name: str,
+    *,
+    healthy: bool,
+    status: str,
+    status_code: int | None,
+    latency_ms: float | None,
+    dependencies: dict[str, str],
+    failures: list[str],
+) -> str:
+    """One report line per endpoint (``playbooks/healthcheck.yml`` prints it).
+
+    ``app: healthy status=pass HTTP 200 12.4 ms``, then ``| degraded/failing: celery=warn`` when a dependency is not
+    ``pass``, then ``| <failures joined by '; '>`` when unhealthy. ``-`` stands for a missing HTTP code or latency.
+    """
+    code = "-" if status_code is None else str(status_code)
+    latency = "-" if latency_ms is None else str(latency_ms)
+    line = f"{name}: {'healthy' if healthy else 'UNHEALTHY'} status={status} HTTP {code} {latency} ms"
+    bad = [f"{dep}={value}" for dep, value in dependencies.items() if value != PASS]
+    if bad:
+        line += " | degraded/failing: " + ", ".join(bad)
+    if not healthy:
+        line += " | " + "; ".join(failures)
+    return line

@@ -46,6 +46,11 @@ options:
       - URL of the health endpoint, for example V(http://127.0.0.1:8000/readyz).
     type: str
     required: true
+  name:
+    description:
+      - Label of the endpoint in RV(summary), for example V(api) or V(worker-ready).
+      - Defaults to O(url).
+    type: str
   method:
     description:
       - HTTP method of the probe. Use a method that does not change anything on the server.
@@ -231,6 +236,17 @@ failures:
   type: list
   elements: str
   sample: ["HTTP 503 (expected 200)", "dependency 'redis' reported 'fail' (fail)"]
+summary:
+  description:
+    - One report line for the endpoint, as C(playbooks/healthcheck.yml) prints it.
+    - "C(<name>: healthy|UNHEALTHY status=<status> HTTP <status_code> <latency_ms> ms), where C(-) stands for a
+      missing status code or latency. Then C( | degraded/failing: <dependency>=<status>, ...) when a dependency is not
+      V(pass), then C( | <failures joined by '; '>) when unhealthy."
+    - C(<name>) is O(name), or O(url) when O(name) is not set.
+  returned: always
+  type: str
+  sample: "worker-ready: UNHEALTHY status=fail HTTP 503 4.1 ms | degraded/failing: redis=fail | HTTP 503 (expected 200);
+    dependency 'redis' reported 'fail' (fail)"
 msg:
   description: One-line summary naming the URL, the number of attempts and what failed.
   returned: always
@@ -254,6 +270,7 @@ from ansible_collections.pyfleet.server.plugins.module_utils.health import (
     compose_message,
     evaluate,
     parse_body,
+    summary_line,
 )
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -374,6 +391,15 @@ class HealthProbe:
             "dependencies": verdict.dependencies,
             "body": outcome["body"],
             "failures": verdict.failures,
+            "summary": summary_line(
+                p.get("name") or p["url"],
+                healthy=verdict.healthy,
+                status=verdict.status,
+                status_code=outcome["status_code"],
+                latency_ms=outcome["latency_ms"],
+                dependencies=verdict.dependencies,
+                failures=verdict.failures,
+            ),
             "msg": compose_message(p["url"], verdict.failures, attempts, elapsed),
             "_warnings": verdict.warnings,
         }
@@ -382,6 +408,7 @@ class HealthProbe:
 def argument_spec() -> dict[str, t.Any]:
     return {
         "url": {"type": "str", "required": True},
+        "name": {"type": "str"},
         "method": {"type": "str", "default": "GET"},
         "headers": {"type": "dict", "default": {}},
         "timeout": {"type": "float", "default": 10},

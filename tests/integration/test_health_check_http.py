@@ -29,6 +29,7 @@ def test_healthy(serve, run_module):
     assert r["body"] == READY
     assert r["failures"] == []
     assert 0 <= r["latency_ms"] < 5000
+    assert r["summary"] == f"{server.url('/readyz')}: healthy status=pass HTTP 200 {r['latency_ms']} ms"
 
 
 def test_healthy_in_check_mode(serve, run_module):
@@ -53,6 +54,7 @@ def test_slow_endpoint_times_out(serve, run_module):
     assert r["healthy"] is False
     assert r["status_code"] is None
     assert r["failures"] == ["timeout after 1 s (no response)"]
+    assert r["summary"].endswith(" ms | timeout after 1 s (no response)")
     assert "is unhealthy after 1 attempt" in r["msg"]
     assert "timeout after 1 s" in r["msg"]
 
@@ -91,7 +93,7 @@ def test_wait_timeout_deadline(free_port, run_module):
 
 def test_503_names_failing_dependency(serve, run_module):
     server = serve(lambda _s, _p: (503, NOT_READY))
-    run = run_module({"url": server.url("/readyz")})
+    run = run_module({"url": server.url("/readyz"), "name": "worker-ready"})
     assert run.rc != 0
     r = run.result
     assert r["status_code"] == 503
@@ -100,6 +102,8 @@ def test_503_names_failing_dependency(serve, run_module):
     assert r["body"] == NOT_READY
     assert "HTTP 503 (expected 200)" in r["msg"]
     assert "dependency 'redis' reported 'fail' (fail)" in r["msg"]
+    assert r["summary"] == (f"worker-ready: UNHEALTHY status=fail HTTP 503 {r['latency_ms']} ms"
+                            f" | degraded/failing: redis=fail | {'; '.join(r['failures'])}")
 
 
 def test_report_only(serve, run_module):

@@ -20,6 +20,7 @@ from ansible_collections.pyfleet.server.plugins.module_utils.health import (
     interpret_body,
     normalize_status,
     parse_body,
+    summary_line,
 )
 
 # --- literal bodies from the seed guides ------------------------------------------------------------
@@ -510,3 +511,32 @@ def test_module_utils_has_no_ansible_imports():
     source = Path(health.__file__).read_text()
     assert "import ansible" not in source
     assert "from ansible" not in source
+
+
+# --- the one-line summary (playbooks/healthcheck.yml prints it) --------------------------------------
+
+
+def test_summary_healthy():
+    line = summary_line("api", healthy=True, status=PASS, status_code=200, latency_ms=12.4,
+                        dependencies={"database": PASS, "redis": PASS}, failures=[])
+    assert line == "api: healthy status=pass HTTP 200 12.4 ms"
+
+
+def test_summary_degraded_dependency_while_healthy():
+    line = summary_line("brownie", healthy=True, status=WARN, status_code=200, latency_ms=3.0,
+                        dependencies={"database": PASS, "celery": WARN, "metadata": WARN}, failures=[])
+    assert line == "brownie: healthy status=warn HTTP 200 3.0 ms | degraded/failing: celery=warn, metadata=warn"
+
+
+def test_summary_unhealthy_lists_failing_dependencies_then_reasons():
+    failures = ["HTTP 503 (expected 200)", "dependency 'redis' reported 'fail' (fail)"]
+    line = summary_line("worker-ready", healthy=False, status=FAIL, status_code=503, latency_ms=4.1,
+                        dependencies={"database": PASS, "redis": FAIL}, failures=failures)
+    assert line == ("worker-ready: UNHEALTHY status=fail HTTP 503 4.1 ms | degraded/failing: redis=fail"
+                    " | HTTP 503 (expected 200); dependency 'redis' reported 'fail' (fail)")
+
+
+def test_summary_without_an_http_answer():
+    line = summary_line("gone", healthy=False, status=FAIL, status_code=None, latency_ms=None, dependencies={},
+                        failures=["connection refused by 127.0.0.1:9 (nothing listening?)"])
+    assert line == "gone: UNHEALTHY status=fail HTTP - - ms | connection refused by 127.0.0.1:9 (nothing listening?)"

@@ -103,6 +103,18 @@ def test_healthy_single_attempt():
     assert clock.sleeps == []
 
 
+def test_summary_is_labelled_with_name_or_url():
+    result, _script, _clock = probe([OK])
+    assert result["summary"] == f"{URL}: healthy status=pass HTTP 200 10.0 ms"
+    result, _script, _clock = probe([http_error(503, b'{"status":"fail","checks":{"redis":"fail"}}')], name="api")
+    assert result["summary"] == ("api: UNHEALTHY status=fail HTTP 503 10.0 ms | degraded/failing: redis=fail"
+                                 " | HTTP 503 (expected 200); endpoint reported status 'fail' (fail);"
+                                 " dependency 'redis' reported 'fail' (fail)")
+    result, _script, _clock = probe([ConnectionRefusedError(111, "refused")], name="gone")
+    assert result["summary"] == ("gone: UNHEALTHY status=fail HTTP - 10.0 ms"
+                                 " | connection refused by 127.0.0.1:8000 (nothing listening?)")
+
+
 def test_request_options_are_passed_to_open_url():
     _result, script, _clock = probe(
         [OK],
@@ -226,16 +238,20 @@ def test_main_report_only(monkeypatch, capsys):
     assert "failed" not in out
     assert out["healthy"] is False
     assert out["failures"] == ["HTTP 503 (expected 200)"]
+    assert out["summary"].startswith(f"{URL}: UNHEALTHY status=fail HTTP 503 ")
+    assert out["summary"].endswith(" ms | HTTP 503 (expected 200)")
 
 
 def test_main_check_mode_probes_and_warns(monkeypatch, capsys):
     body = b'{"status":"warn","dependencies":{"celery":{"status":"warn","last_heartbeat":null}}}'
     monkeypatch.setattr(health_check, "open_url", Script(FakeClock(), [FakeResponse(200, body)]))
-    code, out = run_main({"url": URL, "_ansible_check_mode": True}, capsys)
+    code, out = run_main({"url": URL, "name": "celery-app", "_ansible_check_mode": True}, capsys)
     assert code == 0
     assert out["healthy"] is True
     assert out["status"] == "warn"
     assert out["changed"] is False
+    assert out["summary"].startswith("celery-app: healthy status=warn HTTP 200 ")
+    assert out["summary"].endswith(" ms | degraded/failing: celery=warn")
     # ansible-core 2.19 wraps warnings in structured summaries; the text is what matters
     assert "dependency 'celery' reported 'warn' (warn)" in json.dumps(out["warnings"])
 
