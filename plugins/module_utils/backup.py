@@ -29,6 +29,8 @@ either is complete or was damaged afterwards (which the checksums reveal).
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import fcntl
 import gzip
 import hashlib
 import json
@@ -58,6 +60,15 @@ _CHUNK = 1024 * 1024
 
 class BackupError(Exception):
     """A problem that stops a backup or a restore; the message is meant for the operator."""
+
+
+class LockBusy(BackupError):
+    """The app's lock stayed taken for the whole wait; ``holder`` is what its holder wrote into the lock file."""
+
+    def __init__(self, message: str, path: str, holder: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.holder = holder
 
 
 # ---- identifiers and time -----------------------------------------------------------------------------------
@@ -324,6 +335,132 @@ def retention_plan(sets: list[SetInfo], keep_count: int, keep_days: float,
     return doomed
 
 
+# ---- the app's lock ----------------------------------------------------------------------------------------
+
+LOCK_NAME = ".lock"
+
+
+class AppLock:
+    """The one lock of an app's backup sets, shared by backup runs, retention and restores.
+
+    ``<root>/<app>/.lock``: a root-owned 0600 file in the root-owned app directory (not world-writable /run/lock),
+    opened without following symlinks and locked with ``flock``. Waits up to ``timeout`` seconds (0 = one try),
+    polling every ``poll`` seconds; then raises :class:`LockBusy` naming the holder (pid and purpose, which the
+    holder writes into the file). Use as a context manager::
+
+        with AppLock("/var/backups/pyfleet", "fleetdemo", 3600, purpose="backup postgresql,redis"):
+            ...
+
+    ``create`` makes ``<root>/<app>`` (0751) when it is missing; with ``create=False`` a missing directory is a
+    :class:`BackupError` (nothing to lock, nothing created).
+    """
+
+    def __init__(self, root: str, app: str, timeout: float, purpose: str = "", poll: float = 0.5,
+                 log: t.Callable[[str], None] | None = None, create: bool = True) -> None:
+        self.root = root
+        self.app = app
+        self.timeout = max(float(timeout), 0.0)
+        self.purpose = purpose or "pyfleet"
+        self.poll = max(poll, 0.01)
+        self.log = log or (lambda message: None)
+        self.create = create
+        self.dir = os.path.join(root, app)
+        self.path = os.path.join(self.dir, LOCK_NAME)
+        self.fd: int | None = None
+
+    def _open(self) -> int:
+        if self.create:
+            os.makedirs(self.dir, mode=0o751, exist_ok=True)
+        try:
+            dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except FileNotFoundError as exc:
+            raise BackupError(f"{self.dir} does not exist; nothing to lock") from exc
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise BackupError(f"{self.dir} is a symlink or not a directory; refusing to lock in it") from exc
+            raise
+        try:
+            dst = os.fstat(dfd)
+            if os.geteuid() == 0 and (dst.st_uid != 0 or dst.st_mode & 0o022):
+                raise BackupError(f"{self.dir} must be owned by root and writable by root only "
+                                  f"(uid {dst.st_uid}, mode {stat.S_IMODE(dst.st_mode):04o}); refusing to lock in it")
+            try:
+                fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise BackupError(f"{self.path} is a symlink; refusing to use it as the lock") from exc
+                raise BackupError(f"cannot open the lock {self.path}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(dfd)
+        st = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(st.st_mode):
+            problem = "is not a regular file"
+        elif os.geteuid() == 0 and st.st_uid != 0:
+            problem = f"is owned by uid {st.st_uid}, not root"
+        if problem:
+            os.close(fd)
+            raise BackupError(f"the lock {self.path} {problem}; refusing to use it")
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+        return fd
+
+    def holder(self) -> str:
+        """What the current holder wrote (``pid <n>: <purpose> since <time>``), or a placeholder."""
+        try:
+            with open(self.path, "rb") as handle:
+                text = handle.read(4096).decode("utf-8", "replace").strip()
+        except OSError:
+            text = ""
+        return text or "an unknown process"
+
+    def acquire(self) -> AppLock:
+        fd = self._open()
+        deadline = time.monotonic() + self.timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+            holder = self.holder()
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise LockBusy(f"the lock {self.path} of {self.app} is held by {holder}; gave up after "
+                               f"{self.timeout:.0f} s of waiting ({self.purpose} not started)", self.path, holder)
+            if not told:
+                self.log(f"waiting up to {self.timeout:.0f} s for the lock of {self.app}, held by {holder}")
+                told = True
+            time.sleep(min(self.poll, max(deadline - time.monotonic(), 0.01)))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}: {self.purpose} since {iso(utcnow())}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def __enter__(self) -> AppLock:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: t.Any) -> None:
+        self.release()
+
+
 # ---- PostgreSQL ---------------------------------------------------------------------------------------------
 
 # One row per ordinary table: "schema.table<TAB>rows", names quoted like pg_dump quotes them in COPY headers.
@@ -568,7 +705,7 @@ class BackupJob:
 
     def __init__(self, config: dict[str, t.Any], runner: Runner, log: t.Callable[[str], None] = lambda message: None,
                  clock: t.Callable[[], _dt.datetime] = utcnow, sleep: t.Callable[[float], None] = time.sleep,
-                 monotonic: t.Callable[[], float] = time.monotonic) -> None:
+                 monotonic: t.Callable[[], float] = time.monotonic, lock_timeout: float = 0) -> None:
         self.config = config
         self.runner = runner
         self.log = log
@@ -576,7 +713,11 @@ class BackupJob:
         self.sleep = sleep
         self.monotonic = monotonic
         self.app = config["app"]
-        self.app_dir = os.path.join(config.get("root", "/var/backups/pyfleet"), self.app)
+        self.root = config.get("root", "/var/backups/pyfleet")
+        self.app_dir = os.path.join(self.root, self.app)
+        # Seconds to wait for the app's lock (AppLock) held by another run, a retention or a restore.
+        self.lock_timeout = lock_timeout
+        self.lock: AppLock | None = None
         self.files: dict[str, dict[str, t.Any]] = {}
         self.tools: dict[str, str] = {}
 
@@ -766,7 +907,15 @@ class BackupJob:
             raise BackupError(f"component(s) {', '.join(missing)} are not configured for {self.app}")
         if not wanted:
             raise BackupError(f"no components configured for {self.app}")
-        os.makedirs(self.app_dir, mode=0o751, exist_ok=True)
+        with AppLock(self.root, self.app, self.lock_timeout, purpose=f"backup {','.join(wanted)}",
+                     log=self.log) as lock:
+            self.lock = lock
+            try:
+                return self._run_locked(wanted)
+            finally:
+                self.lock = None
+
+    def _run_locked(self, wanted: list[str]) -> dict[str, t.Any]:
         started = self.clock()
         set_id = new_set_id(started)
         while os.path.lexists(os.path.join(self.app_dir, set_id)):
@@ -826,6 +975,14 @@ class BackupJob:
         return records
 
     def prune(self) -> list[str]:
+        """Apply retention; under the app's lock (taken here when the caller does not hold it already)."""
+        if self.lock is None:
+            with AppLock(self.root, self.app, self.lock_timeout, purpose="retention", log=self.log) as lock:
+                self.lock = lock
+                try:
+                    return self.prune()
+                finally:
+                    self.lock = None
         sets = list_sets(self.app_dir, app=self.app, checksums=False, now=self.clock(), include_incomplete=False)
         doomed = retention_plan(sets, int(self.config.get("keep_count", 7)), float(self.config.get("keep_days", 0)),
                                 now=self.clock())

@@ -6,8 +6,9 @@
     pyfleet-backup --config /etc/pyfleet/backup/<app>.json [--components postgresql,redis] [--json] [--wait]
 
 The logic lives in /usr/local/lib/pyfleet/pyfleet_backup.py (the collection's module_utils/backup.py, shared with
-the backup_info and restore modules). This file (run by the /usr/local/sbin/pyfleet-backup wrapper with /usr/bin/python3) only adds the process
-runner, the lock and the log.
+the backup_info and restore modules). This file (run by the /usr/local/sbin/pyfleet-backup wrapper with
+/usr/bin/python3) only adds the process runner and the log; the job takes the app's lock (<root>/<app>/.lock),
+the one lock shared with retention and pyfleet.server.restore.
 Exit codes: 0 set written, 1 failed (nothing left behind), 75 another run of this app holds the lock.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import fcntl
 import json
 import os
 import subprocess
@@ -67,7 +67,8 @@ def main() -> int:
     parser.add_argument("--config", required=True, help="JSON written by the backup role")
     parser.add_argument("--components", default="", help="comma-separated subset (default: all configured)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line on stdout")
-    parser.add_argument("--wait", action="store_true", help="wait for a running backup instead of exiting 75")
+    parser.add_argument("--wait", action="store_true", help="wait (up to an hour) for a running backup, retention or "
+                        "restore of this app instead of exiting 75")
     parser.add_argument("--quiet", action="store_true", help="log to the log file only")
     args = parser.parse_args()
 
@@ -86,17 +87,14 @@ def main() -> int:
         if not args.quiet and not args.json:
             print(line, file=sys.stderr)
 
-    lock_path = config.get("lock_file", f"/run/lock/pyfleet-backup-{app}.lock")
-    lock = open(lock_path, "a")  # noqa: SIM115
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | (0 if args.wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        log("another backup of this app is running; not starting a second one")
-        return 75
-
     components = [c for c in args.components.split(",") if c] or None
     try:
-        result = lib.BackupJob(config, SubprocessRunner(), log=log).run(components)
+        # The app's lock (<root>/<app>/.lock, shared with retention and restores) is taken by the job.
+        result = lib.BackupJob(config, SubprocessRunner(), log=log,
+                               lock_timeout=3600 if args.wait else 0).run(components)
+    except lib.LockBusy as exc:
+        log(f"not started: {exc}")
+        return 75
     except lib.BackupError as exc:
         log(f"FAILED: {exc}")
         if args.json:

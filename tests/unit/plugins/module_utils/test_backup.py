@@ -261,7 +261,7 @@ def test_a_failed_run_leaves_no_set_behind(tmp_path, monkeypatch):
     runner = FakeRunner(tmp_path / "dump.rdb", fail_on="pg_dump")
     with pytest.raises(b.BackupError, match=r"pg_dump of fleetdemo failed \(rc=1\): pg_dump: boom"):
         b.BackupJob(job_config(tmp_path), runner, log=lambda m: None, clock=lambda: NOW).run()
-    assert os.listdir(tmp_path / "backups" / "fleetdemo") == []
+    assert os.listdir(tmp_path / "backups" / "fleetdemo") == [".lock"]
 
 
 def test_unconfigured_components_are_refused(tmp_path):
@@ -279,4 +279,4 @@ def test_backup_job_prunes_by_retention(tmp_path, monkeypatch):
         result = b.BackupJob(config, FakeRunner(tmp_path / "dump.rdb"), log=lambda m: None,
                              clock=lambda moment=moment: moment).run()
     assert result["deleted"] == ["20250124T120000Z"]
-    assert sorted(os.listdir(tmp_path / "backups" / "fleetdemo")) == ["20250124T130000Z", "20250124T140000Z"]
+    assert sorted(os.listdir(tmp_path / "backups" / "fleetdemo")) == [".lock", "20250124T130000Z", "20250124T140000Z"]
