@@ -430,9 +430,9 @@ class AppLock:
             if time.monotonic() >= deadline:
                 os.close(fd)
                 raise LockBusy(f"the lock {self.path} of {self.app} is held by {holder}; gave up after "
-                               f"{self.timeout:.0f} s of waiting ({self.purpose} not started)", self.path, holder)
+                               f"{self.timeout:g} s of waiting ({self.purpose} not started)", self.path, holder)
             if not told:
-                self.log(f"waiting up to {self.timeout:.0f} s for the lock of {self.app}, held by {holder}")
+                self.log(f"waiting up to {self.timeout:g} s for the lock of {self.app}, held by {holder}")
                 told = True
             time.sleep(min(self.poll, max(deadline - time.monotonic(), 0.01)))
         os.ftruncate(fd, 0)

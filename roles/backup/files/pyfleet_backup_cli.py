@@ -3,13 +3,17 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """pyfleet-backup: write one backup set of an app (installed by the pyfleet.server.backup role).
 
-    pyfleet-backup --config /etc/pyfleet/backup/<app>.json [--components postgresql,redis] [--json] [--wait]
+    pyfleet-backup --config /etc/pyfleet/backup/<app>.json [--components postgresql,redis] [--json]
+                   [--wait-timeout SECONDS] [--quiet]
 
 The logic lives in /usr/local/lib/pyfleet/pyfleet_backup.py (the collection's module_utils/backup.py, shared with
 the backup_info and restore modules). This file (run by the /usr/local/sbin/pyfleet-backup wrapper with
 /usr/bin/python3) only adds the process runner and the log; the job takes the app's lock (<root>/<app>/.lock),
 the one lock shared with retention and pyfleet.server.restore.
-Exit codes: 0 set written, 1 failed (nothing left behind), 75 another run of this app holds the lock.
+A run that finds the lock taken waits for it (--wait-timeout, default an hour: a database job or a restore may
+take that long) and then starts; if the lock is still taken after that it fails with exit 75, naming the holder
+in the log, on stderr and in syslog (the journal). It never skips silently.
+Exit codes: 0 set written, 1 failed (nothing left behind), 75 the lock stayed taken for the whole wait.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import syslog
 import tempfile
 import traceback
 
@@ -62,19 +67,38 @@ class SubprocessRunner:
             return rc, value, err.read().decode("utf-8", "replace")
 
 
-def main() -> int:
+DEFAULT_WAIT_TIMEOUT = 3600.0
+
+
+def journal(priority: int, message: str) -> None:
+    """Also tell syslog (the journal on systemd hosts), where a failure of a scheduled run is seen and alerted on."""
+    try:
+        syslog.openlog("pyfleet-backup", syslog.LOG_PID, syslog.LOG_DAEMON)
+        syslog.syslog(priority, message)
+        syslog.closelog()
+    except OSError:  # pragma: no cover - no syslog socket: the log file and stderr still have it
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="JSON written by the backup role")
     parser.add_argument("--components", default="", help="comma-separated subset (default: all configured)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line on stdout")
-    parser.add_argument("--wait", action="store_true", help="wait (up to an hour) for a running backup, retention or "
-                        "restore of this app instead of exiting 75")
-    parser.add_argument("--quiet", action="store_true", help="log to the log file only")
-    args = parser.parse_args()
+    parser.add_argument("--wait-timeout", type=float, default=None, metavar="SECONDS",
+                        help="how long to wait for the app's lock held by another backup, a retention or a restore "
+                        "before failing with exit 75 (default: lock_wait_timeout of the config, else "
+                        f"{DEFAULT_WAIT_TIMEOUT:.0f}; 0 = do not wait)")
+    parser.add_argument("--wait", action="store_true", help="accepted for compatibility: waiting is the default")
+    parser.add_argument("--quiet", action="store_true", help="log to the log file only (failures also to stderr)")
+    args = parser.parse_args(argv)
 
     with open(args.config, encoding="utf-8") as handle:
         config = json.load(handle)
     app = config["app"]
+    wait_timeout = args.wait_timeout
+    if wait_timeout is None:
+        wait_timeout = float(config.get("lock_wait_timeout", DEFAULT_WAIT_TIMEOUT))
     log_dir = config.get("log_dir", "/var/log/pyfleet-backup")
     os.makedirs(log_dir, mode=0o750, exist_ok=True)
     log_file = open(os.path.join(log_dir, f"{app}.log"), "a", encoding="utf-8")  # noqa: SIM115
@@ -87,26 +111,29 @@ def main() -> int:
         if not args.quiet and not args.json:
             print(line, file=sys.stderr)
 
+    def failed(message: str, detail: str | None = None) -> None:
+        log(f"FAILED: {detail or message}")
+        journal(syslog.LOG_ERR, f"{app}: FAILED: {message}")
+        if args.json:
+            print(json.dumps({"failed": True, "msg": message}))
+        elif args.quiet:
+            print(f"pyfleet-backup {app}: FAILED: {message}", file=sys.stderr)
+
     components = [c for c in args.components.split(",") if c] or None
     try:
         # The app's lock (<root>/<app>/.lock, shared with retention and restores) is taken by the job.
-        result = lib.BackupJob(config, SubprocessRunner(), log=log,
-                               lock_timeout=3600 if args.wait else 0).run(components)
+        result = lib.BackupJob(config, SubprocessRunner(), log=log, lock_timeout=wait_timeout).run(components)
     except lib.LockBusy as exc:
-        log(f"not started: {exc}")
+        failed(str(exc))
         return 75
     except lib.BackupError as exc:
-        log(f"FAILED: {exc}")
-        if args.json:
-            print(json.dumps({"failed": True, "msg": str(exc)}))
-        elif args.quiet:
-            print(f"pyfleet-backup {app}: {exc}", file=sys.stderr)
+        failed(str(exc))
         return 1
     except Exception as exc:  # noqa: BLE001 - the log must say why a scheduled run died
-        log("FAILED: " + "".join(traceback.format_exception(exc)).strip())
-        if args.json:
-            print(json.dumps({"failed": True, "msg": f"{type(exc).__name__}: {exc}"}))
+        failed(f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)).strip())
         return 1
+    finally:
+        log_file.close()
     if args.json:
         print(json.dumps(result))
     return 0

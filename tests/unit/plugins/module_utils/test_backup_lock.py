@@ -55,7 +55,7 @@ def test_a_second_holder_waits_then_gives_up_naming_the_holder(tmp_path):
         assert 0.5 <= waited < 5
         assert isinstance(caught.value, b.BackupError)
         assert f"pid {proc.pid}: restore of 20250124T120000Z" in str(caught.value)
-        assert "gave up after 1 s of waiting (backup files not started)" in str(caught.value)
+        assert "gave up after 0.6 s of waiting (backup files not started)" in str(caught.value)
         assert caught.value.holder.startswith(f"pid {proc.pid}: restore of")
         assert len(waits) == 1 and "held by pid" in waits[0]
     finally:

@@ -1,0 +1,113 @@
+"""The backup program (roles/backup/files/pyfleet_backup_cli.py) around a busy lock: it waits, bounded, and a
+give-up is a loud failure (exit 75, log, stderr, syslog), never a silent skip."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+FILES = Path(__file__).resolve().parents[4] / "roles" / "backup" / "files"
+
+HOLDER = """
+import sys, time
+sys.path.insert(0, {lib!r})
+import pyfleet_backup as b
+with b.AppLock({root!r}, "fleetdemo", 5, purpose="backup postgresql,redis"):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[1]))
+"""
+
+
+@pytest.fixture()
+def cli(monkeypatch):
+    monkeypatch.setenv("PYFLEET_LIB", str(FILES))
+    spec = importlib.util.spec_from_file_location("pyfleet_backup_cli_under_test", FILES / "pyfleet_backup_cli.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    journal: list[tuple[int, str]] = []
+    monkeypatch.setattr(module, "journal", lambda priority, message: journal.append((priority, message)), raising=False)
+    module.journal_lines = journal
+    return module
+
+
+def files_config(tmp_path: Path, **extra) -> Path:
+    (tmp_path / "etc").mkdir(exist_ok=True)
+    (tmp_path / "etc" / "app.env").write_text("SECRET_KEY=x\n")
+    config = {"app": "fleetdemo", "root": str(tmp_path / "backups"), "host": "h1", "log_dir": str(tmp_path / "log"),
+              "files": {"paths": [str(tmp_path / "etc")]}, **extra}
+    path = tmp_path / "fleetdemo.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def hold(root: Path, seconds: float) -> subprocess.Popen:
+    code = HOLDER.format(lib=str(FILES), root=str(root))
+    proc = subprocess.Popen([sys.executable, "-c", code, str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_busy_lock_is_waited_for_by_default(tmp_path, cli, capsys):
+    config = files_config(tmp_path)
+    proc = hold(tmp_path / "backups", 1.0)
+    try:
+        started = time.monotonic()
+        rc = cli.main(["--quiet", "--json", "--config", str(config)])
+        waited = time.monotonic() - started
+    finally:
+        proc.wait()
+    assert rc == 0, capsys.readouterr()
+    assert waited >= 0.5
+    result = json.loads(capsys.readouterr().out)
+    assert result["components"] == ["files"] and os.path.isdir(result["path"])
+    log = (tmp_path / "log" / "fleetdemo.log").read_text()
+    assert "waiting up to 3600 s for the lock of fleetdemo, held by pid" in log
+
+
+def test_giving_up_is_a_loud_failure_naming_the_holder(tmp_path, cli, capsys):
+    config = files_config(tmp_path)
+    proc = hold(tmp_path / "backups", 30)
+    try:
+        started = time.monotonic()
+        rc = cli.main(["--quiet", "--wait-timeout", "0.5", "--config", str(config)])
+        waited = time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait()
+    assert rc == 75
+    assert 0.4 <= waited < 10
+    err = capsys.readouterr().err
+    assert f"pyfleet-backup fleetdemo: FAILED: the lock {tmp_path}/backups/fleetdemo/.lock of fleetdemo is held by " \
+           f"pid {proc.pid}: backup postgresql,redis since " in err
+    assert "; gave up after 0.5 s of waiting (backup files not started)" in err
+    log = (tmp_path / "log" / "fleetdemo.log").read_text()
+    assert "FAILED: the lock" in log
+    assert cli.journal_lines and cli.journal_lines[0][0] == cli.syslog.LOG_ERR
+    assert cli.journal_lines[0][1].startswith("fleetdemo: FAILED: the lock ")
+    assert sorted(os.listdir(tmp_path / "backups" / "fleetdemo")) == [".lock"]
+
+
+def test_the_wait_comes_from_the_config_and_json_reports_the_failure(tmp_path, cli, capsys):
+    config = files_config(tmp_path, lock_wait_timeout=0.3)
+    proc = hold(tmp_path / "backups", 30)
+    try:
+        rc = cli.main(["--json", "--config", str(config)])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert rc == 75
+    out = json.loads(capsys.readouterr().out)
+    assert out["failed"] is True and "is held by pid" in out["msg"]
+
+
+def test_the_wrapper_runs_the_program_with_the_system_python():
+    text = (FILES / "pyfleet-backup").read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert 'exec /usr/bin/python3 /usr/local/lib/pyfleet/pyfleet_backup_cli.py "$@"' in text
