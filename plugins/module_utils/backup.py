@@ -928,6 +928,7 @@ class BackupJob:
             if name.startswith(TMP_PREFIX):
                 shutil.rmtree(os.path.join(self.app_dir, name), ignore_errors=True)
                 self.log(f"removed the incomplete set {name} of an earlier run")
+        estimate = self.check_space(wanted)
         tmp = os.path.join(self.app_dir, TMP_PREFIX + set_id)
         os.mkdir(tmp, 0o751)
         os.chmod(tmp, 0o751)
@@ -951,6 +952,7 @@ class BackupJob:
                 "files": self.files,
                 "tool_versions": self.tools,
                 "encryption": encryption,
+                "estimated_size": estimate,
             }
             write_manifest(tmp, manifest)
             final = os.path.join(self.app_dir, set_id)
@@ -964,6 +966,64 @@ class BackupJob:
         deleted = self.prune()
         return {"id": set_id, "path": final, "size": size, "size_human": human_size(size),
                 "duration_seconds": manifest["duration_seconds"], "components": wanted, "deleted": deleted}
+
+    # -- free space
+    def estimate_sizes(self, wanted: list[str]) -> dict[str, int]:
+        """Bytes each component is expected to need, an upper bound taken before anything is written.
+
+        PostgreSQL: ``pg_database_size`` of each database (a dump holds no indexes, no dead rows and, in the custom
+        and directory formats, compressed data, so it is smaller). Redis: the size of the RDB it saves to now.
+        MongoDB: the previous good set's archive (there is no cheap server-side bound), 0 without one. Files: the sum
+        of the sizes of the files to archive, before compression.
+        """
+        sizes: dict[str, int] = {}
+        if "postgresql" in wanted:
+            cfg = self.config["postgresql"]
+            names = ", ".join(quote_literal(d) for d in cfg["databases"])
+            sql = f"SELECT datname, pg_database_size(datname) FROM pg_database WHERE datname IN ({names})"
+            out = self._run(psql_argv("postgres", sql, int(cfg.get("port", 5432)), cfg.get("os_user", "postgres")),
+                            "psql pg_database_size")
+            sizes["postgresql"] = sum(parse_row_counts(out).values())
+        if "redis" in wanted:
+            try:
+                sizes["redis"] = os.stat(self.config["redis"].get("rdb_path", "/var/lib/redis/dump.rdb")).st_size
+            except OSError:
+                sizes["redis"] = 0
+        if "mongodb" in wanted:
+            sizes["mongodb"] = self._previous_size("mongodb")
+        if "files" in wanted:
+            sizes["files"] = sum(_tree_size(os.path.realpath(p)) for p in self.config["files"]["paths"]
+                                 if os.path.lexists(p))
+        return sizes
+
+    def _previous_size(self, component: str) -> int:
+        for info in list_sets(self.app_dir, app=self.app, checksums=False, include_incomplete=False):
+            if info.good and component in info.components:
+                prefix = f"{component}/"
+                return sum(int(r.get("size", 0)) for rel, r in (info.manifest or {}).get("files", {}).items()
+                           if rel.startswith(prefix))
+        return 0
+
+    def check_space(self, wanted: list[str]) -> dict[str, t.Any]:
+        """Refuse, before anything is written, a set that would not fit in the free space of the backup root."""
+        sizes = self.estimate_sizes(wanted)
+        total = sum(sizes.values())
+        # age writes each encrypted file beside its plain one before removing it: room for the largest twice.
+        if self.config.get("age_recipients"):
+            total += max(sizes.values(), default=0)
+        margin = float(self.config.get("space_margin", 0.1))
+        needed = int(total * (1 + margin)) + int(float(self.config.get("space_reserve_mb", 64)) * 1024 * 1024)
+        fs = os.statvfs(self.app_dir)
+        free = fs.f_bavail * fs.f_frsize
+        parts = ", ".join(f"{c} ~{_mib(n)}" for c, n in sizes.items())
+        if needed > free:
+            raise BackupError(
+                f"not enough space for a backup of {self.app}: needs ~{_mib(needed)} in {self.root}, {_mib(free)} "
+                f"free ({parts}; +{margin:.0%} margin and the reserve); nothing was written and the earlier sets "
+                "are intact"
+            )
+        self.log(f"space: needs ~{_mib(needed)} ({parts}), {_mib(free)} free in {self.root}")
+        return {"bytes": total, "components": sizes, "free": free}
 
     @staticmethod
     def _records(set_dir: str, detail: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
@@ -990,6 +1050,30 @@ class BackupJob:
             shutil.rmtree(info.path)
             self.log(f"retention: removed set {info.id}")
         return [info.id for info in doomed]
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1048576:.0f} MiB" if size >= 1048576 else f"{size / 1048576:.1f} MiB"
+
+
+def _tree_size(path: str) -> int:
+    """Bytes of the regular files at or below ``path`` (symlinks are not followed)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
+    total = 0
+    for base, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                entry = os.lstat(os.path.join(base, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(entry.st_mode):
+                total += entry.st_size
+    return total
 
 
 def write_manifest(set_dir: str, manifest: dict[str, t.Any]) -> None:

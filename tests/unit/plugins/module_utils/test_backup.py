@@ -204,6 +204,8 @@ class FakeRunner:
             return 0, "", ""
         if "psql" in argv:
             sql = argv[-1]
+            if "pg_database_size" in sql:
+                return 0, "fleetdemo\t8388608\n", ""
             return 0, ("fleetdemo\n" if "datdba" in sql else "15.8\n"), ""
         if argv[0] == "redis-cli":
             command = argv[6:]
