@@ -18,9 +18,10 @@ The order of a restore is what makes it safe:
 2. PostgreSQL: the dump is loaded into a scratch database ``<db>__restore_<id>`` with ``--exit-on-error``,
    its row counts are compared with the manifest, and only then is the live database renamed to
    ``<db>__pre_<timestamp>`` and the scratch database renamed to the live name;
-3. Redis: the RDB is checked (``redis-check-rdb``), the service stopped, the live RDB renamed to
-   ``<rdb>.pre-<timestamp>``, the set's RDB put in place, the service started, and the key counts compared; if they
-   do not match, the previous RDB goes back and Redis is started on it again;
+3. Redis: the RDB is checked (``redis-check-rdb``) and staged, synced, next to the live one while Redis runs; then
+   the service is stopped, the live RDB hard-linked to ``<rdb>.pre-<timestamp>``, the staged RDB renamed over it,
+   the service started, and the key counts compared; any error in between or a mismatch puts the previous RDB back
+   and starts Redis on it again;
 4. a marker ``<state_dir>/<app>.json`` (and, for PostgreSQL, ``COMMENT ON DATABASE``) records the set restored, so
    restoring it again is a no-op unless ``force``.
 """
@@ -28,6 +29,7 @@ The order of a restore is what makes it safe:
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import grp
 import json
 import os
@@ -122,6 +124,41 @@ class RestoreOptions:
     @property
     def app_dir(self) -> str:
         return os.path.join(self.root, self.app)
+
+
+_CHUNK = 1024 * 1024
+
+
+def _oserror(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _keep_copy(path: str, copy: str) -> None:
+    """``copy`` becomes a second name of ``path`` (a hard link: ``path`` never goes missing); a rename where
+    links are refused."""
+    try:
+        os.link(path, copy, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
+            raise
+        os.replace(path, copy)
 
 
 # ---- what the restore touches, injected ---------------------------------------------------------------------
@@ -554,26 +591,47 @@ class RedisRestore(ComponentRestore):
         return {"redis": result}
 
     def restore(self, detail: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Stage the set's RDB next to the live one (synced) while Redis runs; only then stop, swap, start, prove.
+
+        From ``systemctl stop`` to ``systemctl start`` nothing is done but two links in one directory: the live RDB
+        is hard-linked to ``<rdb>.pre-<ts>`` (it never goes missing) and the staged file renamed over it. Any error
+        there or in the proof puts the previous RDB back and starts Redis on it.
+        """
         source = self.ctx.files.source(detail["file"])
         self._prove_once(source, detail["file"])
         rdb = self.rdb_path
         service = self.opts.redis_service
-        previous = f"{rdb}.pre-{new_set_id(self.host.clock()).lower()}"
-        self.host.run(["systemctl", "stop", service], f"systemctl stop {service}")
-        had_previous = os.path.exists(rdb)
-        if had_previous:
-            os.replace(rdb, previous)  # Redis wrote its data on shutdown; this is the live data, kept
-        staged = f"{rdb}.pyfleet-restore"
-        shutil.copyfile(source, staged)
-        self._chown_like_dir(staged, os.path.dirname(rdb))
-        os.chmod(staged, 0o660)
-        os.replace(staged, rdb)
-        problem = self._start_and_prove(service, detail)
-        if problem:
-            self.host.run_cmd(["systemctl", "stop", service], env=None)
-            if had_previous:
-                os.replace(previous, rdb)
+        previous = base = f"{rdb}.pre-{new_set_id(self.host.clock()).lower()}"
+        for n in range(2, 100):
+            if not os.path.lexists(previous):
+                break
+            previous = f"{base}-{n}"  # a second restore within the same second
+        if os.path.islink(rdb):
+            raise RestoreError(f"{rdb} is a symbolic link, not the RDB file Redis writes; refused, Redis was not "
+                               "stopped and the live data was not touched")
+        staged = self._stage(source, rdb, self.ctx.manifest["files"])
+        try:
+            self.host.run(["systemctl", "stop", service], f"systemctl stop {service}")
+        except RestoreError as exc:
+            _unlink(staged)
             self.host.run_cmd(["systemctl", "start", service], env=None)
+            raise RestoreError(f"{exc}; the live RDB was not touched and Redis was started again") from exc
+        had_previous = os.path.lexists(rdb)
+        try:
+            if had_previous:
+                _keep_copy(rdb, previous)  # Redis wrote its data on shutdown; this is the live data, kept
+            os.replace(staged, rdb)
+            _fsync_dir(os.path.dirname(rdb))
+        except (OSError, RestoreError) as exc:
+            self._put_back(service, rdb, previous, had_previous, staged)
+            raise RestoreError(f"could not put the RDB of {self.info.id} in place ({_oserror(exc)}); the previous "
+                               "RDB is live and Redis was started on it") from exc
+        try:
+            problem = self._start_and_prove(service, detail)
+        except Exception as exc:  # noqa: BLE001 - whatever broke the proof, the previous data goes back
+            problem = _oserror(exc)
+        if problem:
+            self._put_back(service, rdb, previous, had_previous, None)
             raise RestoreError(f"Redis did not come back with the data of {self.info.id} ({problem}); the previous "
                                "RDB was put back and Redis started on it")
         dropped = self._prune_rdbs(rdb)
@@ -582,11 +640,52 @@ class RedisRestore(ComponentRestore):
         return {"rdb": rdb, "previous": previous if had_previous else None, "dropped": dropped,
                 "keyspace": detail.get("keyspace") or {}}
 
-    @staticmethod
-    def _chown_like_dir(path: str, directory: str) -> None:
-        st = os.stat(directory)
-        if os.geteuid() == 0:
-            os.chown(path, st.st_uid, st.st_gid)
+    def _stage(self, source: str, rdb: str, files: dict[str, t.Any]) -> str:
+        """Copy the set's RDB to ``<rdb>.pyfleet-restore`` (never through a symlink), owned like the directory,
+        0660, fsynced, and prove the copy against the manifest. Redis is still running; on error nothing changed."""
+        directory = os.path.dirname(rdb)
+        staged = f"{rdb}.pyfleet-restore"
+        rel = self.detail["file"]
+        record = files.get(rel) or files.get(rel + ".age") or {}
+        want = record.get("plain_sha256") or record.get("sha256")
+        try:
+            _unlink(staged)  # a leftover of an interrupted run; unlink never follows a symlink
+            owner = os.stat(directory)
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                shutil.copyfileobj(src, out, _CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+                if os.geteuid() == 0:
+                    os.fchown(out.fileno(), owner.st_uid, owner.st_gid)
+                os.fchmod(out.fileno(), 0o660)
+            _fsync_dir(directory)
+            if want and sha256_file(staged) != want:
+                raise RestoreError("the staged copy does not match the manifest")
+        except (OSError, RestoreError) as exc:
+            _unlink(staged)
+            raise RestoreError(f"could not stage the RDB of {self.info.id} as {staged} ({_oserror(exc)}); Redis was "
+                               "not stopped and the live data was not touched") from exc
+        return staged
+
+    def _put_back(self, service: str, rdb: str, previous: str, had_previous: bool, staged: str | None) -> None:
+        """Best effort, every step tried: Redis stopped, the previous RDB live again, Redis started."""
+        problems = []
+        self.host.run_cmd(["systemctl", "stop", service], env=None)
+        try:
+            if had_previous and os.path.lexists(previous):
+                os.replace(previous, rdb)
+            elif not had_previous and os.path.lexists(rdb) and staged is None:
+                os.unlink(rdb)  # there was no RDB before: Redis starts empty, as it was
+            if staged:
+                _unlink(staged)
+        except OSError as exc:
+            problems.append(_oserror(exc))
+        rc, _unused, err = self.host.run_cmd(["systemctl", "start", service], env=None)
+        if rc != 0:
+            problems.append(f"systemctl start {service} failed: {err.strip()}")
+        if problems:
+            self.host.warn(f"putting the previous Redis data back: {'; '.join(problems)}")
 
     def _start_and_prove(self, service: str, detail: dict[str, t.Any]) -> str | None:
         rc, _unused, err = self.host.run_cmd(["systemctl", "start", service], env=None)

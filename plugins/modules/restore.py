@@ -26,10 +26,13 @@ description:
     renamed to C(<db>__pre_<timestamp>) and the scratch database renamed to C(<db>). Previous databases beyond
     O(keep_previous) are dropped. If loading or comparing fails, the scratch database is dropped and the live one
     was never touched.
-  - B(Redis). The RDB is checked with C(redis-check-rdb), the service stopped, the live RDB renamed to
-    C(<rdb>.pre-<timestamp>), the set's RDB put in place and the service started. The key counts per database must
-    then match the manifest (keys with a TTL may have expired). Otherwise the previous RDB is put back and Redis
-    started on it again. Stop the app's writers first (C(playbooks/restore.yml) does).
+  - B(Redis). The RDB is checked with C(redis-check-rdb) and copied, while Redis still runs, next to the live one as
+    C(<rdb>.pyfleet-restore) (written without following symlinks, synced, checked against the manifest); a full disk
+    fails here with Redis untouched. Only then is the service stopped, the live RDB kept under a second name
+    C(<rdb>.pre-<timestamp>) (a hard link, so C(<rdb>) never goes missing), the staged RDB renamed over it and the
+    service started. The key counts per database must then match the manifest (keys with a TTL may have expired).
+    Any error between stop and start, or a mismatch, puts the previous RDB back and starts Redis on it. Stop the
+    app's writers first (C(playbooks/restore.yml) does).
   - B(MongoDB) through C(mongorestore --archive --gzip --drop) after a C(--dryRun). No MongoDB server or tools could
     be installed where this collection is built and tested, so MongoDB restores are covered by unit tests only.
   - Idempotent. The set restored is recorded in O(state_dir)/<app>.json and, for PostgreSQL, in

@@ -390,3 +390,93 @@ def test_a_component_records_its_restore_as_soon_as_it_is_done(env):
     assert marker.restored_set("postgresql") == SET_ID and marker.restored_set("redis") is None
     again = restorer(env, host, check_mode=True).execute()
     assert again["restored"] == ["redis"] and again["unchanged"] == ["postgresql/fleetdemo"]
+
+
+# ---- issue 9: restores that can never make things worse ------------------------------------------------------
+
+
+class RecordingHost(FakeHost):
+    """FakeHost that also records, at every systemctl call, whether the live RDB existed."""
+
+    def __call__(self, argv, env=None):
+        if argv[0] == "systemctl":
+            self.rdb_seen = getattr(self, "rdb_seen", []) + [(argv[1], self.rdb.exists())]
+        return super().__call__(argv, env)
+
+
+def test_redis_os_error_between_stop_and_start_puts_the_previous_rdb_back_and_starts_redis(env, monkeypatch):
+    # issue 9 #1: an OSError while the set's RDB is put in place (stop → replace → start).
+    host = RecordingHost(env / "dump.rdb")
+    rdb = str(env / "dump.rdb")
+    real_replace = r.os.replace
+
+    def failing_replace(src, dst, *args, **kwargs):
+        if str(dst) == rdb and str(src).endswith(".pyfleet-restore"):
+            raise OSError(28, "No space left on device", str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(r.os, "replace", failing_replace)
+    with pytest.raises(r.RestoreError, match=r"could not put the RDB of 20250124T110000Z in place \(No space left on "
+                                             r"device: .*\); the previous RDB is live and Redis was started on it"):
+        restorer(env, host, components=["redis"]).execute()
+    assert host.redis_up, "Redis must never be left stopped"
+    assert (env / "dump.rdb").read_bytes() == b"REDIS0011-live"
+    assert all(exists for _verb, exists in host.rdb_seen), "dump.rdb must never be missing"
+    assert not list(env.glob("dump.rdb.pyfleet-restore"))
+
+
+def test_redis_disk_full_while_staging_changes_nothing_and_never_stops_redis(env, monkeypatch):
+    # issue 9 #1: the new RDB is staged (and synced) next to the live one BEFORE Redis is stopped.
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(r.shutil, "copyfileobj", full)
+    monkeypatch.setattr(r.shutil, "copyfile", full)
+    host = FakeHost(env / "dump.rdb")
+    with pytest.raises(r.RestoreError, match=r"could not stage the RDB of 20250124T110000Z .*No space left on device"
+                                             r"\); Redis was not stopped and the live data was not touched"):
+        restorer(env, host, components=["redis"]).execute()
+    assert not [c for c in host.calls if c[0] == "systemctl"]
+    assert host.redis_up and (env / "dump.rdb").read_bytes() == b"REDIS0011-live"
+    assert sorted(p.name for p in env.iterdir() if p.name.startswith("dump.rdb")) == ["dump.rdb"]
+
+
+def test_a_failed_start_after_the_swap_brings_the_previous_rdb_back(env):
+    class NoStart(FakeHost):
+        starts = 0
+
+        def __call__(self, argv, env=None):
+            if argv[:2] == ["systemctl", "start"]:
+                self.starts += 1
+                if self.starts == 1:
+                    self.calls.append(argv)
+                    return 1, "", "Job for redis-server.service failed"
+            return super().__call__(argv, env)
+
+    host = NoStart(env / "dump.rdb")
+    with pytest.raises(r.RestoreError, match="systemctl start redis-server failed: Job for redis-server.service "
+                                             "failed\\); the previous RDB was put back and Redis started on it"):
+        restorer(env, host, components=["redis"]).execute()
+    assert host.redis_up and (env / "dump.rdb").read_bytes() == b"REDIS0011-live"
+
+
+def test_a_symlink_planted_as_the_staged_rdb_is_not_followed(env):
+    # issue 9 #11: the redis user can write the RDB directory; root must not write through its symlinks.
+    victim = env / "victim"
+    victim.write_bytes(b"precious")
+    (env / "dump.rdb.pyfleet-restore").symlink_to(victim)
+    host = FakeHost(env / "dump.rdb")
+    restorer(env, host, components=["redis"]).execute()
+    assert victim.read_bytes() == b"precious"
+    assert (env / "dump.rdb").read_bytes() == b"REDIS0011-new" and not (env / "dump.rdb").is_symlink()
+
+
+def test_a_live_rdb_that_is_a_symlink_is_refused_before_redis_is_stopped(env):
+    (env / "dump.rdb").unlink()
+    (env / "elsewhere.rdb").write_bytes(b"REDIS0011-live")
+    (env / "dump.rdb").symlink_to(env / "elsewhere.rdb")
+    host = FakeHost(env / "dump.rdb")
+    with pytest.raises(r.RestoreError, match="is a symbolic link, not the RDB file Redis writes; refused, Redis was "
+                                             "not stopped"):
+        restorer(env, host, components=["redis"]).execute()
+    assert not [c for c in host.calls if c[0] == "systemctl"]
