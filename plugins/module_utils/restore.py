@@ -16,8 +16,9 @@ The order of a restore is what makes it safe:
 
 1. the set is verified (manifest, every size and sha256) before anything is touched;
 2. PostgreSQL: the dump is loaded into a scratch database ``<db>__restore_<id>`` with ``--exit-on-error``,
-   its row counts are compared with the manifest, and only then is the live database renamed to
-   ``<db>__pre_<timestamp>`` and the scratch database renamed to the live name;
+   its row counts are compared with the manifest, and only then, in ONE transaction, are the live database's
+   sessions ended, the live database renamed to ``<db>__pre_<timestamp>``, the scratch database renamed to the live
+   name and marked with ``COMMENT ON DATABASE`` (killed before the commit, nothing changed; after it, all did);
 3. Redis: the RDB is checked (``redis-check-rdb``) and staged, synced, next to the live one while Redis runs; then
    the service is stopped, the live RDB hard-linked to ``<rdb>.pre-<timestamp>``, the staged RDB renamed over it,
    the service started, and the key counts compared; any error in between or a mismatch puts the previous RDB back
@@ -451,9 +452,6 @@ class PostgreSQLRestore(ComponentRestore):
                 f"({'; '.join(differences[:10])}); the live database {database} was not touched"
             )
         previous = self._swap(database, scratch)
-        comment = marker_comment(self.info.id, self.info.manifest_sha256 or "")
-        self.sql("postgres", f"COMMENT ON DATABASE {quote_ident(database)} IS {quote_literal(comment)}",
-                 f"marking {database} as restored")
         dropped = self._prune_previous(database)
         self.ctx.actions.append(f"postgresql {database}: restored from {self.info.id}"
                                 + (f", previous kept as {previous}" if previous else ""))
@@ -479,45 +477,52 @@ class PostgreSQLRestore(ComponentRestore):
         if rc != 0:
             self.host.warn(f"could not drop the scratch database {database}: {err.strip()}")
 
-    def _swap(self, database: str, scratch: str) -> str | None:
-        """Rename live → <db>__pre_<ts> and scratch → live. Returns the previous database's new name."""
-        if not self.exists(database):
-            self.sql("postgres", f"ALTER DATABASE {quote_ident(scratch)} RENAME TO {quote_ident(database)}",
-                     f"renaming {scratch} to {database}")
-            return None
-        previous = previous_name(database, self.host.clock())
+    def swap_sql(self, database: str, scratch: str, previous: str | None) -> str:
+        """The whole swap as ONE transaction (``ALTER DATABASE ... RENAME`` may run in a transaction block; only
+        ``SET TABLESPACE`` may not): end the live database's sessions, rename live → ``previous`` and scratch → live,
+        allow connections to both, record the set in ``COMMENT ON DATABASE``. Killed anywhere before ``COMMIT``, it
+        rolls back and the live database is exactly as it was; ``RENAME`` holds the database's exclusive lock, so no
+        new session gets in before the commit."""
         live = quote_ident(database)
-        self.sql("postgres", f"ALTER DATABASE {live} WITH ALLOW_CONNECTIONS false",
-                 f"closing {database} to new connections")
-        try:
-            deadline = self.host.monotonic() + self.opts.timeout
-            while True:
-                left = self.sql("postgres", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                f"WHERE datname = {quote_literal(database)} AND pid <> pg_backend_pid()",
-                                f"ending the sessions of {database}").strip()
-                if left in ("", "0"):
+        comment = marker_comment(self.info.id, self.info.manifest_sha256 or "")
+        steps = []
+        if previous:
+            steps += [
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                f"WHERE datname = {quote_literal(database)} AND pid <> pg_backend_pid()",
+                f"ALTER DATABASE {live} RENAME TO {quote_ident(previous)}",
+            ]
+        steps += [f"ALTER DATABASE {quote_ident(scratch)} RENAME TO {live}",
+                  f"ALTER DATABASE {live} WITH ALLOW_CONNECTIONS true"]
+        if previous:
+            steps.append(f"ALTER DATABASE {quote_ident(previous)} WITH ALLOW_CONNECTIONS true")
+        steps.append(f"COMMENT ON DATABASE {live} IS {quote_literal(comment)}")
+        return "BEGIN; " + "; ".join(steps) + "; COMMIT;"
+
+    def _swap(self, database: str, scratch: str) -> str | None:
+        """Swap the proven scratch database in, atomically. Returns the previous database's new name."""
+        previous = None
+        if self.exists(database):
+            previous = base = previous_name(database, self.host.clock())
+            for n in range(2, 100):
+                if not self.exists(previous):
                     break
-                if self.host.monotonic() > deadline:
-                    raise RestoreError(f"sessions of {database} did not end within {self.opts.timeout} s; "
-                                       "the live database was not replaced")
-                self.host.sleep(0.5)
-            self.sql("postgres", f"ALTER DATABASE {live} RENAME TO {quote_ident(previous)}",
-                     f"renaming {database} to {previous}")
-        except RestoreError:
-            self.sql("postgres", f"ALTER DATABASE {live} WITH ALLOW_CONNECTIONS true", f"reopening {database}")
+                previous = f"{base[:60]}_{n}"  # a second restore within the same second
+        deadline = self.host.monotonic() + self.opts.timeout
+        while True:
+            argv = psql_argv("postgres", self.swap_sql(database, scratch, previous), self.opts.postgresql_port,
+                             self.opts.postgresql_os_user)
+            rc, out, err = self.host.run_cmd(argv, env=None)
+            if rc == 0:
+                return previous
+            text = (err or out).strip()
+            # A session that reconnected between the terminate and the rename: RENAME waits 5 s, then refuses.
+            if "is being accessed by other users" in text and self.host.monotonic() < deadline:
+                self.host.sleep(1)
+                continue
             self._drop(scratch)
-            raise
-        try:
-            self.sql("postgres", f"ALTER DATABASE {quote_ident(scratch)} RENAME TO {live}",
-                     f"renaming {scratch} to {database}")
-        except RestoreError as exc:
-            self.sql("postgres", f"ALTER DATABASE {quote_ident(previous)} RENAME TO {live}",
-                     f"putting {database} back")
-            self.sql("postgres", f"ALTER DATABASE {live} WITH ALLOW_CONNECTIONS true", f"reopening {database}")
-            raise RestoreError(f"{exc}; the previous {database} was put back") from exc
-        self.sql("postgres", f"ALTER DATABASE {quote_ident(previous)} WITH ALLOW_CONNECTIONS true",
-                 f"reopening {previous}")
-        return previous
+            raise RestoreError(f"swapping {scratch} in for {database} failed (rc={rc}) and was rolled back; the live "
+                               f"database {database} is unchanged and open: {text[-1500:]}")
 
     def _prune_previous(self, database: str) -> list[str]:
         prefix = f"{database}__pre_"

@@ -22,8 +22,10 @@ description:
   - B(PostgreSQL) (local server, as the O(postgresql_os_user) OS user over the local socket, peer authentication).
     Each dump is loaded with C(pg_restore --exit-on-error --single-transaction) into a scratch database
     C(<db>__restore_<id>). Its row counts per table must equal those the manifest recorded (they were read back from
-    the dump itself when it was taken). Only then are the sessions of the live database ended, the live database
-    renamed to C(<db>__pre_<timestamp>) and the scratch database renamed to C(<db>). Previous databases beyond
+    the dump itself when it was taken). Only then, in one transaction (C(BEGIN) ... C(COMMIT) in one C(psql) run with
+    C(ON_ERROR_STOP)), are the sessions of the live database ended, the live database renamed to
+    C(<db>__pre_<timestamp>), the scratch database renamed to C(<db>) and marked with C(COMMENT ON DATABASE). Killed
+    before the commit, nothing changed; a re-run starts again from the load. Previous databases beyond
     O(keep_previous) are dropped. If loading or comparing fails, the scratch database is dropped and the live one
     was never touched.
   - B(Redis). The RDB is checked with C(redis-check-rdb) and copied, while Redis still runs, next to the live one as

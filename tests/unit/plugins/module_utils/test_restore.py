@@ -40,7 +40,9 @@ class FakeHost:
     """PostgreSQL databases with comments, a Redis with an RDB file, systemctl; records every command."""
 
     def __init__(self, rdb: Path, restore_rc: int = 0, scratch_rows: int = 3, redis_keys_after: int = 2):
-        self.dbs = {"postgres": "", "fleetdemo": ""}
+        self.dbs = {"postgres": "", "fleetdemo": ""}  # name -> COMMENT ON DATABASE
+        self.content = {"fleetdemo": "live data"}  # name -> what the database holds
+        self.noconn: set[str] = set()  # databases with ALLOW_CONNECTIONS false
         self.rdb = rdb
         self.restore_rc = restore_rc
         self.scratch_rows = scratch_rows
@@ -62,6 +64,7 @@ class FakeHost:
                 return 0, "; Archive created", ""
             if self.restore_rc:
                 return self.restore_rc, "", "pg_restore: error: could not read input file: end of file"
+            self.content[argv[argv.index("-d") + 1]] = "set data"
             return 0, "", ""
         if argv[0] == "systemctl":
             self.redis_up = argv[1] == "start"
@@ -84,6 +87,18 @@ class FakeHost:
         return 0, "", ""
 
     def psql(self, database: str, sql: str):
+        if sql.startswith("BEGIN; ") and sql.endswith("; COMMIT;"):
+            # One transaction: every statement applies, or (first error) none does.
+            saved = (dict(self.dbs), dict(self.content), set(self.noconn))
+            for statement in sql[len("BEGIN; "):-len("; COMMIT;")].split("; "):
+                rc, out, err = self.statement(database, statement)
+                if rc:
+                    self.dbs, self.content, self.noconn = saved
+                    return rc, out, err
+            return 0, "", ""
+        return self.statement(database, sql)
+
+    def statement(self, database: str, sql: str):
         if m := re.match(r"SELECT 1 FROM pg_database WHERE datname = '(.+)'", sql):
             return 0, "1\n" if m.group(1) in self.dbs else "", ""
         if m := re.match(r"SELECT shobj_description.*datname = '(.+)'", sql):
@@ -93,10 +108,23 @@ class FakeHost:
             return 0, f"public.alembic_version\t1\npublic.items\t{rows}\n" if rows != 3 else "public.items\t3\n", ""
         if m := re.match(r'DROP DATABASE IF EXISTS "(.+)" WITH \(FORCE\)', sql):
             self.dbs.pop(m.group(1), None)
+            self.content.pop(m.group(1), None)
         elif m := re.match(r'CREATE DATABASE "(.+)" OWNER', sql):
             self.dbs[m.group(1)] = ""
+            self.content[m.group(1)] = ""
         elif m := re.match(r'ALTER DATABASE "(.+)" RENAME TO "(.+)"', sql):
-            self.dbs[m.group(2)] = self.dbs.pop(m.group(1))
+            old, new = m.groups()
+            if old not in self.dbs:
+                return 1, "", f'ERROR:  database "{old}" does not exist'
+            if new in self.dbs:
+                return 1, "", f'ERROR:  database "{new}" already exists'
+            self.dbs[new] = self.dbs.pop(old)
+            self.content[new] = self.content.pop(old, "")
+            if old in self.noconn:
+                self.noconn.discard(old)
+                self.noconn.add(new)
+        elif m := re.match(r'ALTER DATABASE "(.+)" WITH ALLOW_CONNECTIONS (true|false)', sql):
+            (self.noconn.discard if m.group(2) == "true" else self.noconn.add)(m.group(1))
         elif m := re.match(r"COMMENT ON DATABASE \"(.+)\" IS '(.+)'", sql):
             self.dbs[m.group(1)] = m.group(2)
         elif sql.startswith("SELECT count(pg_terminate_backend"):
@@ -135,14 +163,16 @@ def test_postgresql_is_swapped_in_only_after_the_scratch_copy_matches(env):
     result = restorer(env, host).execute()
     assert result["changed"] and result["restored"] == ["postgresql/fleetdemo", "redis"]
     sql = host.sql_calls()
-    order = [
-        'CREATE DATABASE "fleetdemo__restore_20250124t110000z" OWNER "fleetdemo" TEMPLATE template0',
-        'ALTER DATABASE "fleetdemo" WITH ALLOW_CONNECTIONS false',
+    create = 'CREATE DATABASE "fleetdemo__restore_20250124t110000z" OWNER "fleetdemo" TEMPLATE template0'
+    (swap,) = [s for s in sql if s.startswith("BEGIN;")]
+    assert sql.index(create) < sql.index(swap)
+    assert swap.split("; ")[1:4] == [
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = 'fleetdemo' "
+        "AND pid <> pg_backend_pid()",
         'ALTER DATABASE "fleetdemo" RENAME TO "fleetdemo__pre_20250124t120000z"',
         'ALTER DATABASE "fleetdemo__restore_20250124t110000z" RENAME TO "fleetdemo"',
     ]
-    positions = [sql.index(statement) for statement in order]
-    assert positions == sorted(positions)
+    assert swap.endswith("; COMMIT;") and "ALLOW_CONNECTIONS false" not in swap
     restore_call = next(c for c in host.calls if "pg_restore" in c and "-l" not in c)
     assert restore_call[:4] == ["runuser", "-u", "postgres", "--"]
     assert "--exit-on-error" in restore_call and "--single-transaction" in restore_call
@@ -480,3 +510,58 @@ def test_a_live_rdb_that_is_a_symlink_is_refused_before_redis_is_stopped(env):
                                              "not stopped"):
         restorer(env, host, components=["redis"]).execute()
     assert not [c for c in host.calls if c[0] == "systemctl"]
+
+
+class Killed(BaseException):
+    """The module's process dies (kill -9, OOM, lost SSH): no except clause of the module runs."""
+
+
+class KillingHost(FakeHost):
+    """Dies right after its ``die_after``-th command that changes PostgreSQL (None: never)."""
+
+    def __init__(self, rdb: Path, die_after: int | None = None):
+        super().__init__(rdb)
+        self.die_after = die_after
+        self.changes = 0
+        self.states: list[tuple[bool, bool]] = []  # after each change: (live exists, live open)
+
+    def __call__(self, argv, env=None):
+        result = super().__call__(argv, env)
+        mutating = ("psql" in argv and argv[-1].startswith(("ALTER", "CREATE", "DROP", "COMMENT", "BEGIN"))) or (
+            "pg_restore" in argv and "-l" not in argv)
+        if mutating and result[0] == 0:
+            self.changes += 1
+            self.states.append(("fleetdemo" in self.dbs, "fleetdemo" not in self.noconn))
+            if self.die_after is not None and self.changes == self.die_after:
+                raise Killed
+        return result
+
+
+def pg_changes_of_one_restore(tmp_path) -> int:
+    env = tmp_path / "count"
+    make_set(env / "backups")
+    host = KillingHost(env / "dump.rdb")
+    restorer(env, host, components=["postgresql"]).execute()
+    return host.changes
+
+
+def test_postgresql_killed_after_any_step_never_leaves_the_live_database_closed_and_a_re_run_recovers(tmp_path,
+                                                                                                    monkeypatch):
+    # issue 9 #3: the swap is one transaction; every state a kill can leave is recovered by running it again.
+    monkeypatch.setattr(r.shutil, "which", lambda name: None)
+    steps = pg_changes_of_one_restore(tmp_path)
+    for step in range(1, steps + 1):
+        env = tmp_path / f"kill-{step}"
+        make_set(env / "backups")
+        host = KillingHost(env / "dump.rdb", die_after=step)
+        with pytest.raises(Killed):
+            restorer(env, host, components=["postgresql"]).execute()
+        assert all(exists and open_ for exists, open_ in host.states), f"killed after step {step}: {host.states}"
+        assert host.content["fleetdemo"] in ("live data", "set data")
+        host.die_after = None
+        result = restorer(env, host, components=["postgresql"]).execute()
+        assert host.content["fleetdemo"] == "set data", step
+        assert "fleetdemo" not in host.noconn and not [d for d in host.dbs if "__restore_" in d], step
+        assert host.dbs["fleetdemo"].startswith(f"pyfleet restore {SET_ID} "), step
+        assert result["restored"] in (["postgresql/fleetdemo"], []), step
+    assert steps == 4  # drop leftover scratch, create scratch, pg_restore, the swap transaction
