@@ -306,33 +306,96 @@ def select_set(sets: list[SetInfo], selector: str, components: t.Iterable[str] =
     raise BackupError(f"backup set {selector!r} not found")
 
 
-def retention_plan(sets: list[SetInfo], keep_count: int, keep_days: float,
-                   now: _dt.datetime | None = None) -> list[SetInfo]:
-    """Complete sets to delete.
+@dataclass(frozen=True)
+class Retention:
+    """Which sets stay, per component (a set stays when any component it holds keeps it).
 
-    A set stays while it is one of the ``keep_count`` newest sets of any component it holds and younger than
-    ``keep_days`` (0 = no age limit). The newest good set of each component is never deleted, whatever its age.
-    Damaged sets are not deleted here: they stay visible (backup_info reports them) until an operator looks.
+    * the newest good set always stays, whatever its age;
+    * ``keep_last``: the newest N good sets;
+    * ``keep_all_hours``: every good set younger than this;
+    * ``keep_daily``: the newest good set of each of the N most recent UTC days that have one;
+    * ``keep_weekly``: the newest good set of each of the N most recent ISO weeks (UTC) that have one.
+
+    Only good sets (complete, nothing found damaged) fill these places. A damaged set stays visible (backup_info
+    reports it) while it is younger than ``keep_all_hours`` and is removed after that; sets without a readable
+    manifest under a final name are left for an operator. The defaults keep every set for 24 h, then one a day for
+    a week, then one a week for four weeks.
     """
-    now = now or utcnow()
-    complete = [s for s in sets if s.complete]
-    complete.sort(key=lambda s: s.id, reverse=True)
-    keep: set[str] = set()
-    newest_good: set[str] = set()
-    for component in COMPONENTS:
-        holders = [s for s in complete if component in s.components]
-        keep.update(s.id for s in holders[: max(keep_count, 1)])
-        good = [s for s in holders if s.good]
-        if good:
-            newest_good.add(good[0].id)
-    doomed = []
-    for info in complete:
-        if info.id in newest_good:
+
+    keep_all_hours: float = 24.0
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_last: int = 1
+
+    # Keys of the program's configuration before tiers: read as the tier that keeps what the name promised.
+    LEGACY: t.ClassVar[dict[str, str]] = {"keep_count": "keep_last", "keep_days": "keep_daily"}
+
+    @classmethod
+    def from_config(cls, config: dict[str, t.Any]) -> Retention:
+        """The policy of a backup configuration; ``keep_count``/``keep_days`` (older configurations) still work."""
+        values: dict[str, t.Any] = {}
+        for old, new in cls.LEGACY.items():
+            if config.get(old) is not None:
+                if config.get(new) is not None:
+                    raise BackupError(f"retention: {old} is the old name of {new}; give only {new}")
+                values[new] = config[old]
+        for name in ("keep_all_hours", "keep_daily", "keep_weekly", "keep_last"):
+            if config.get(name) is not None:
+                values[name] = config[name]
+        parsed: dict[str, t.Any] = {}
+        for name, value in values.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = -1.0
+            if number < 0:
+                raise BackupError(f"retention: {name} must be a number of 0 or more, got {value!r}")
+            # keep_days 1.5 meant "a day and a half of history": two days keep it.
+            parsed[name] = number if name == "keep_all_hours" else int(-(-number // 1))
+        return cls(**parsed)
+
+    def describe(self) -> str:
+        return (f"every set for {self.keep_all_hours:g} h, {self.keep_daily} daily, {self.keep_weekly} weekly, "
+                f"newest {max(self.keep_last, 1)}")
+
+
+def _newest_per(sets: list[SetInfo], bucket: t.Callable[[_dt.datetime], t.Any], count: int) -> set[str]:
+    """Ids of the newest set of each of the ``count`` most recent buckets (``sets`` newest first)."""
+    kept: set[str] = set()
+    seen: set[t.Any] = set()
+    for info in sets:
+        if len(seen) >= count:
+            break
+        moment = set_time(info.id)
+        if moment is None:
             continue
-        too_old = keep_days > 0 and info.age_seconds is not None and info.age_seconds > keep_days * 86400
-        if info.id not in keep or too_old:
-            doomed.append(info)
-    return doomed
+        key = bucket(moment)
+        if key not in seen:
+            seen.add(key)
+            kept.add(info.id)
+    return kept
+
+
+def retention_plan(sets: list[SetInfo], policy: Retention, now: _dt.datetime | None = None) -> list[SetInfo]:
+    """Complete sets to delete under ``policy`` (see :class:`Retention`), newest first."""
+    now = now or utcnow()
+    window = policy.keep_all_hours * 3600
+    complete = sorted((s for s in sets if s.complete), key=lambda s: s.id, reverse=True)
+
+    def young(info: SetInfo) -> bool:
+        moment = set_time(info.id)
+        return moment is None or (now - moment).total_seconds() <= window
+
+    keep: set[str] = set()
+    for component in COMPONENTS:
+        good = [s for s in complete if component in s.components and s.good]
+        if not good:
+            continue
+        keep.update(s.id for s in good[: max(policy.keep_last, 1)])
+        keep.update(s.id for s in good if young(s))
+        keep.update(_newest_per(good, lambda m: m.date(), policy.keep_daily))
+        keep.update(_newest_per(good, lambda m: m.isocalendar()[:2], policy.keep_weekly))
+    return [s for s in complete if s.id not in keep and (s.good or not young(s))]
 
 
 # ---- the app's lock ----------------------------------------------------------------------------------------
@@ -907,6 +970,7 @@ class BackupJob:
             raise BackupError(f"component(s) {', '.join(missing)} are not configured for {self.app}")
         if not wanted:
             raise BackupError(f"no components configured for {self.app}")
+        Retention.from_config(self.config)  # a bad retention setting stops the run before it writes anything
         with AppLock(self.root, self.app, self.lock_timeout, purpose=f"backup {','.join(wanted)}",
                      log=self.log) as lock:
             self.lock = lock
@@ -1044,11 +1108,14 @@ class BackupJob:
                 finally:
                     self.lock = None
         sets = list_sets(self.app_dir, app=self.app, checksums=False, now=self.clock(), include_incomplete=False)
-        doomed = retention_plan(sets, int(self.config.get("keep_count", 7)), float(self.config.get("keep_days", 0)),
-                                now=self.clock())
+        policy = Retention.from_config(self.config)
+        doomed = retention_plan(sets, policy, now=self.clock())
         for info in doomed:
             shutil.rmtree(info.path)
-            self.log(f"retention: removed set {info.id}")
+            self.log(f"retention: removed set {info.id}" + ("" if info.good else " (damaged: "
+                                                            + "; ".join(info.problems) + ")"))
+        if doomed:
+            self.log(f"retention ({policy.describe()}): {len(sets) - len(doomed)} sets kept, {len(doomed)} removed")
         return [info.id for info in doomed]
 
 

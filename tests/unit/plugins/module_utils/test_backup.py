@@ -101,16 +101,17 @@ def test_list_select_latest_and_incomplete(tmp_path):
         b.select_set(sets, "latest", ["mongodb"])
 
 
-def test_retention_by_count_per_component_and_by_age(tmp_path):
+def test_retention_keeps_the_newest_of_each_component_whatever_its_age(tmp_path):
     for hour in range(8, 12):
         make_set(tmp_path, f"20250124T{hour:02d}0000Z", components=("postgresql",))
     make_set(tmp_path, "20250110T000000Z")  # old, but the only set holding redis
     sets = b.list_sets(str(tmp_path / "fleetdemo"), now=NOW)
-    doomed = [s.id for s in b.retention_plan(sets, keep_count=2, keep_days=0, now=NOW)]
+    policy = b.Retention(keep_all_hours=0, keep_daily=0, keep_weekly=0, keep_last=2)
+    doomed = [s.id for s in b.retention_plan(sets, policy, now=NOW)]
     assert doomed == ["20250124T090000Z", "20250124T080000Z"]
-    doomed = [s.id for s in b.retention_plan(sets, keep_count=10, keep_days=0.1, now=NOW)]
-    # 0.1 day = 2.4 h: 08:00 and 09:00 are too old; the redis set is older still but the newest good one of redis.
-    assert doomed == ["20250124T090000Z", "20250124T080000Z"]
+    policy = b.Retention(keep_all_hours=2.4, keep_daily=0, keep_weekly=0, keep_last=1)
+    # 2.4 h: 08:00 and 09:00 are too old; the redis set is older still but the newest good one of redis.
+    assert [s.id for s in b.retention_plan(sets, policy, now=NOW)] == ["20250124T090000Z", "20250124T080000Z"]
 
 
 COPY_TEXT = b"""--
@@ -274,7 +275,7 @@ def test_unconfigured_components_are_refused(tmp_path):
 
 def test_backup_job_prunes_by_retention(tmp_path, monkeypatch):
     monkeypatch.setattr(b.shutil, "which", lambda name: None)
-    config = job_config(tmp_path, redis=None, files=None)
+    config = job_config(tmp_path, redis=None, files=None, keep_all_hours=0, keep_daily=0, keep_weekly=0)
     moments = iter([NOW + dt.timedelta(hours=h) for h in range(3)])
     for _round in range(3):
         moment = next(moments)
