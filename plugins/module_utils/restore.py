@@ -452,11 +452,15 @@ class PostgreSQLRestore(ComponentRestore):
                 f"({'; '.join(differences[:10])}); the live database {database} was not touched"
             )
         previous = self._swap(database, scratch)
-        dropped = self._prune_previous(database)
+        dropped, earlier = self._prune_previous(database, previous)
         self.ctx.actions.append(f"postgresql {database}: restored from {self.info.id}"
-                                + (f", previous kept as {previous}" if previous else ""))
-        return {"database": database, "previous": previous, "dropped": dropped,
-                "tables": detail.get("tables") or {}}
+                                + (f", previous kept as {previous}" if previous and not dropped else "")
+                                + (", previous dropped (keep_previous: 0)" if dropped else ""))
+        if earlier:
+            self.host.warn(f"copies of {database} kept by earlier restores are left alone: {', '.join(earlier)}; "
+                           "drop them (DROP DATABASE) once they are no longer needed")
+        return {"database": database, "previous": None if dropped else previous, "dropped": dropped,
+                "kept_earlier": earlier, "tables": detail.get("tables") or {}}
 
     def _grant_postgres(self, path: str) -> None:
         try:
@@ -524,15 +528,17 @@ class PostgreSQLRestore(ComponentRestore):
             raise RestoreError(f"swapping {scratch} in for {database} failed (rc={rc}) and was rolled back; the live "
                                f"database {database} is unchanged and open: {text[-1500:]}")
 
-    def _prune_previous(self, database: str) -> list[str]:
+    def _prune_previous(self, database: str, created: str | None) -> tuple[list[str], list[str]]:
+        """(dropped, kept by earlier runs). Only the copy THIS run made may be dropped (``keep_previous: 0``): a copy
+        an earlier run kept may be the only pre-restore data left (e.g. after a partial multi-database restore)."""
         prefix = f"{database}__pre_"
         out = self.sql("postgres", "SELECT datname FROM pg_database WHERE left(datname, "
                        f"{len(prefix)}) = {quote_literal(prefix)} ORDER BY datname DESC", "listing previous databases")
-        names = [n for n in out.split() if n]
-        dropped = names[max(self.opts.keep_previous, 0):]
-        for name in dropped:
-            self.sql("postgres", f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)", f"dropping {name}")
-        return dropped
+        earlier = [n for n in out.split() if n and n != created]
+        if created is None or self.opts.keep_previous > 0:
+            return [], earlier
+        self.sql("postgres", f"DROP DATABASE IF EXISTS {quote_ident(created)} WITH (FORCE)", f"dropping {created}")
+        return [created], earlier
 
 
 class RedisRestore(ComponentRestore):
@@ -639,10 +645,15 @@ class RedisRestore(ComponentRestore):
             self._put_back(service, rdb, previous, had_previous, None)
             raise RestoreError(f"Redis did not come back with the data of {self.info.id} ({problem}); the previous "
                                "RDB was put back and Redis started on it")
-        dropped = self._prune_rdbs(rdb)
+        dropped, earlier = self._prune_rdbs(rdb, previous if had_previous else None)
+        kept = previous if had_previous and not dropped else None
         self.ctx.actions.append(f"redis: restored from {self.info.id}"
-                                + (f", previous RDB kept as {previous}" if had_previous else ""))
-        return {"rdb": rdb, "previous": previous if had_previous else None, "dropped": dropped,
+                                + (f", previous RDB kept as {kept}" if kept else "")
+                                + (", previous RDB dropped (keep_previous: 0)" if dropped else ""))
+        if earlier:
+            self.host.warn(f"RDB copies kept by earlier restores are left alone: {', '.join(earlier)}; delete them "
+                           "once they are no longer needed")
+        return {"rdb": rdb, "previous": kept, "dropped": dropped, "kept_earlier": earlier,
                 "keyspace": detail.get("keyspace") or {}}
 
     def _stage(self, source: str, rdb: str, files: dict[str, t.Any]) -> str:
@@ -713,13 +724,15 @@ class RedisRestore(ComponentRestore):
             if detail.get("keys_exact", True) else []
         return "; ".join(differences) or None
 
-    def _prune_rdbs(self, rdb: str) -> list[str]:
+    def _prune_rdbs(self, rdb: str, created: str | None) -> tuple[list[str], list[str]]:
+        """(dropped, kept by earlier runs): as for PostgreSQL, only the copy this run made may go (keep_previous 0)."""
         directory, base = os.path.split(rdb)
-        olds = sorted((n for n in os.listdir(directory) if n.startswith(base + ".pre-")), reverse=True)
-        dropped = olds[max(self.opts.keep_previous, 0):]
-        for name in dropped:
-            os.unlink(os.path.join(directory, name))
-        return dropped
+        earlier = sorted((n for n in os.listdir(directory)
+                          if n.startswith(base + ".pre-") and os.path.join(directory, n) != created), reverse=True)
+        if created is None or self.opts.keep_previous > 0:
+            return [], earlier
+        _unlink(created)
+        return [os.path.basename(created)], earlier
 
 
 class MongoDBRestore(ComponentRestore):

@@ -25,9 +25,8 @@ description:
     the dump itself when it was taken). Only then, in one transaction (C(BEGIN) ... C(COMMIT) in one C(psql) run with
     C(ON_ERROR_STOP)), are the sessions of the live database ended, the live database renamed to
     C(<db>__pre_<timestamp>), the scratch database renamed to C(<db>) and marked with C(COMMENT ON DATABASE). Killed
-    before the commit, nothing changed; a re-run starts again from the load. Previous databases beyond
-    O(keep_previous) are dropped. If loading or comparing fails, the scratch database is dropped and the live one
-    was never touched.
+    before the commit, nothing changed; a re-run starts again from the load. If loading or comparing fails, the
+    scratch database is dropped and the live one was never touched.
   - B(Redis). The RDB is checked with C(redis-check-rdb) and copied, while Redis still runs, next to the live one as
     C(<rdb>.pyfleet-restore) (written without following symlinks, synced, checked against the manifest); a full disk
     fails here with Redis untouched. Only then is the service stopped, the live RDB kept under a second name
@@ -80,7 +79,12 @@ options:
     type: bool
     default: false
   keep_previous:
-    description: Previous databases (C(<db>__pre_*)) and RDBs (C(<rdb>.pre-*)) kept after a restore.
+    description:
+      - Whether the copy of the replaced data this run made (C(<db>__pre_<timestamp>), C(<rdb>.pre-<timestamp>)) is
+        kept. V(0) drops it once the restore has proven itself; V(1) or more keeps it.
+      - Copies kept by earlier runs are never dropped by this module, whatever the value (after a partial restore
+        such a copy may be the only pre-restore data left). They are listed in RV(details) (C(kept_earlier)) and
+        named in a warning; drop them by hand once they are no longer needed.
     type: int
     default: 1
   state_dir:
@@ -175,7 +179,9 @@ unchanged:
   type: list
   elements: str
 details:
-  description: Per restored item, what happened (previous database or RDB kept, old ones dropped, row counts).
+  description:
+    - Per restored item, what happened - C(previous) (the copy of the replaced data this run kept), C(dropped),
+      C(kept_earlier) (copies of earlier runs, left alone), row counts or key counts.
   returned: always
   type: dict
 actions:

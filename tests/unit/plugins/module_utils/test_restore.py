@@ -565,3 +565,65 @@ def test_postgresql_killed_after_any_step_never_leaves_the_live_database_closed_
         assert host.dbs["fleetdemo"].startswith(f"pyfleet restore {SET_ID} "), step
         assert result["restored"] in (["postgresql/fleetdemo"], []), step
     assert steps == 4  # drop leftover scratch, create scratch, pg_restore, the swap transaction
+
+
+def make_two_database_set(root: Path) -> Path:
+    path = root / "fleetdemo" / SET_ID
+    (path / "postgresql").mkdir(parents=True)
+    dbs = {}
+    files = {}
+    for name in ("fleetdemo", "reports"):
+        (path / "postgresql" / f"{name}.dump").write_bytes(b"PGDMP" + name.encode())
+        dbs[name] = {"file": f"postgresql/{name}.dump", "owner": "fleetdemo", "tables": {"public.items": 3}}
+        files.update(b.file_records(str(path), f"postgresql/{name}.dump"))
+    b.write_manifest(str(path), {"format": 1, "id": SET_ID, "app": "fleetdemo", "components": {
+        "postgresql": {"databases": dbs}}, "files": files})
+    return path
+
+
+class SecondDatabaseFailsOnce(FakeHost):
+    failed = False
+
+    def __call__(self, argv, env=None):
+        if "pg_restore" in argv and "-l" not in argv and "reports__restore_" in argv[argv.index("-d") + 1] \
+                and not self.failed:
+            self.failed = True
+            self.calls.append(argv)
+            return 1, "", "pg_restore: error: out of shared memory"
+        return super().__call__(argv, env)
+
+
+def test_a_re_run_after_a_partial_multi_database_restore_keeps_the_real_pre_restore_copy(tmp_path, monkeypatch):
+    # issue 9 #4: never drop a kept copy that this same run did not create.
+    monkeypatch.setattr(r.shutil, "which", lambda name: None)
+    make_two_database_set(tmp_path / "backups")
+    host = SecondDatabaseFailsOnce(tmp_path / "dump.rdb")
+    host.dbs["reports"] = ""
+    host.content["reports"] = "live reports"
+    opts = r.RestoreOptions.from_params(params(tmp_path, components=["postgresql"]))
+    with pytest.raises(r.RestoreError, match="reports"):
+        r.Restorer(opts, host, clock=lambda: NOW, sleep=lambda s: None).execute()
+    real_copy = "fleetdemo__pre_20250124t120000z"
+    assert host.content[real_copy] == "live data"  # the only copy of what was live before the restore
+    later = NOW + dt.timedelta(minutes=5)
+    r.Restorer(opts, host, clock=lambda: later, sleep=lambda s: None).execute()
+    assert host.content.get(real_copy) == "live data"
+    assert host.content["fleetdemo"] == "set data" and host.content["reports"] == "set data"
+    # keep_previous: 0 drops only the copy its own run made.
+    forced = r.RestoreOptions.from_params(params(tmp_path, components=["postgresql"], keep_previous=0, force=True))
+    warnings: list[str] = []
+    result = r.Restorer(forced, host, clock=lambda: later + dt.timedelta(minutes=5), sleep=lambda s: None,
+                        warn=warnings.append).execute()
+    assert result["details"]["postgresql/fleetdemo"]["dropped"] == ["fleetdemo__pre_20250124t121000z"]
+    assert real_copy in result["details"]["postgresql/fleetdemo"]["kept_earlier"]
+    assert host.content.get(real_copy) == "live data"
+    assert any(real_copy in w and "left alone" in w for w in warnings)
+
+
+def test_redis_keep_previous_zero_drops_only_this_runs_copy(env):
+    (env / "dump.rdb.pre-20240101t000000z").write_bytes(b"REDIS0011-older")
+    host = FakeHost(env / "dump.rdb")
+    result = restorer(env, host, components=["redis"], keep_previous=0).execute()
+    assert result["details"]["redis"]["dropped"] == ["dump.rdb.pre-20250124t120000z"]
+    assert (env / "dump.rdb.pre-20240101t000000z").read_bytes() == b"REDIS0011-older"
+    assert not (env / "dump.rdb.pre-20250124t120000z").exists()
