@@ -208,30 +208,41 @@ class SetFiles:
         return self.work
 
     def source(self, rel: str) -> str:
-        """Path of a set file, decrypted first (into the private work folder) when the set is encrypted."""
+        """Path of a set file or directory-format dump, decrypted first (into the private work folder) when the set
+        is encrypted: a file ``<rel>.age``, or a dump directory whose every file is ``<rel>/<name>.age``."""
         files = self.manifest["files"]
-        if rel in files or any(k.startswith(rel + "/") for k in files):
+        below = [k for k in files if k.startswith(rel + "/")]
+        if rel in files or (below and not any(k.endswith(".age") for k in below)):
             return os.path.join(self.info.path, rel)
-        if rel + ".age" not in files:
+        if rel + ".age" in files:
+            pairs = [(rel + ".age", rel)]
+        elif below and all(k.endswith(".age") for k in below):
+            pairs = [(k, k[:-len(".age")]) for k in sorted(below)]
+        else:
             raise RestoreError(f"{rel} is not listed in the manifest of {self.info.id}")
         identity = self.opts.age_identity
         if not identity:
             raise RestoreError(f"backup set {self.info.id} is encrypted with age: age_identity (the private key) "
                                "is required; nothing was changed")
-        work = self.workspace(0o750)
+        work = self.workspace(0o700)
+        base = os.path.dirname(rel)
         key = os.path.join(work, ".identity")
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        _unlink(key)
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(identity.strip() + "\n")
-        target = os.path.join(work, os.path.basename(rel))
         try:
-            self.host.run(age_decrypt_argv(key, os.path.join(self.info.path, rel + ".age"), target),
-                          f"age -d of {rel}")
+            for encrypted, plain in pairs:
+                target = os.path.join(work, os.path.relpath(plain, base))
+                os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+                _unlink(target)
+                self.host.run(age_decrypt_argv(key, os.path.join(self.info.path, encrypted), target),
+                              f"age -d of {encrypted}")
+                if sha256_file(target) != files[encrypted].get("plain_sha256"):
+                    raise RestoreError(f"{plain}: the decrypted file does not match the manifest; nothing was changed")
         finally:
             os.unlink(key)
-        if sha256_file(target) != files[rel + ".age"].get("plain_sha256"):
-            raise RestoreError(f"{rel}: the decrypted file does not match the manifest; nothing was changed")
-        return target
+        return os.path.join(work, os.path.relpath(rel, base))
 
     def cleanup(self) -> None:
         for path in self._cleanup:

@@ -132,6 +132,10 @@ options:
     description:
       - age private key (file content) for an encrypted set. It is written to a 0600 file next to the decrypted
         copies and deleted when the module ends; it never stays on the host.
+      - Each encrypted file (C(<file>.age); for a PostgreSQL dump in directory format, every C(<dir>/<file>.age) in
+        it) is decrypted into a private folder C(<root>/<app>/.restore-<id>) (0700, then readable by the PostgreSQL
+        group only) and checked against the plain sha256 the manifest recorded before anything is loaded; the folder
+        is removed when the module ends.
     type: str
 notes:
   - Database-level settings (C(ALTER DATABASE ... SET)) and grants on the database itself are not part of a

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -64,6 +66,9 @@ class FakeHost:
                 return 0, "; Archive created", ""
             if self.restore_rc:
                 return self.restore_rc, "", "pg_restore: error: could not read input file: end of file"
+            source = Path(argv[-1])
+            if source.is_dir() and not (source / "toc.dat").is_file():
+                return 1, "", f'pg_restore: error: could not open input file "{source}/toc.dat": No such file'
             self.content[argv[argv.index("-d") + 1]] = "set data"
             return 0, "", ""
         if argv[0] == "systemctl":
@@ -82,6 +87,12 @@ class FakeHost:
                 return 0, "appendonly\nno\n", ""
         if argv[0].endswith("redis-check-rdb"):
             return 0, "RDB looks OK", ""
+        if argv[:2] == ["age", "-d"]:  # "encrypted" = b"AGE:" + plain
+            data = Path(argv[-1]).read_bytes()
+            if not data.startswith(b"AGE:"):
+                return 1, "", "age: error: no identity matched any of the recipients"
+            Path(argv[argv.index("-o") + 1]).write_bytes(data[4:])
+            return 0, "", ""
         if argv[0] in ("mongorestore",):
             return 0, "", "done"
         return 0, "", ""
@@ -627,3 +638,60 @@ def test_redis_keep_previous_zero_drops_only_this_runs_copy(env):
     assert result["details"]["redis"]["dropped"] == ["dump.rdb.pre-20250124t120000z"]
     assert (env / "dump.rdb.pre-20240101t000000z").read_bytes() == b"REDIS0011-older"
     assert not (env / "dump.rdb.pre-20250124t120000z").exists()
+
+
+def make_encrypted_directory_set(root: Path) -> Path:
+    """A set as the backup program writes it with age_recipients and postgresql format: directory."""
+    path = root / "fleetdemo" / SET_ID
+    dump = path / "postgresql" / "fleetdemo.dir"
+    dump.mkdir(parents=True)
+    files = {}
+    for name, plain in (("toc.dat", b"PGDMP-toc"), ("3001.dat.gz", b"rows of items")):
+        (dump / f"{name}.age").write_bytes(b"AGE:" + plain)
+        rel = f"postgresql/fleetdemo.dir/{name}.age"
+        files.update(b.file_records(str(path), rel))
+        files[rel].update(plain_sha256=hashlib.sha256(plain).hexdigest(), plain_size=len(plain))
+    comps = {"postgresql": {"databases": {"fleetdemo": {"file": "postgresql/fleetdemo.dir", "format": "directory",
+                                                        "owner": "fleetdemo", "tables": {"public.items": 3}}}}}
+    b.write_manifest(str(path), {"format": 1, "id": SET_ID, "app": "fleetdemo", "components": comps, "files": files,
+                                 "encryption": {"tool": "age", "recipients": ["age1xyz"]}})
+    return path
+
+
+def test_an_encrypted_directory_format_set_is_decrypted_file_by_file_and_restored(tmp_path, monkeypatch):
+    # issue 9 #2: the .age files inside the dump directory are decrypted into a private staging folder first.
+    monkeypatch.setattr(r.shutil, "which", lambda name: None)
+    make_encrypted_directory_set(tmp_path / "backups")
+    seen = {}
+
+    class Host(FakeHost):
+        def __call__(self, argv, env=None):
+            if "pg_restore" in argv and "-l" not in argv:
+                source = Path(argv[-1])
+                seen["files"] = sorted((p.name, p.read_bytes()) for p in source.iterdir())
+                seen["mode"] = source.parent.stat().st_mode & 0o777
+            return super().__call__(argv, env)
+
+    host = Host(tmp_path / "dump.rdb")
+    result = restorer(tmp_path, host, components=["postgresql"], age_identity="AGE-SECRET-KEY-1XYZ").execute()
+    assert result["restored"] == ["postgresql/fleetdemo"] and host.content["fleetdemo"] == "set data"
+    assert seen["files"] == [("3001.dat.gz", b"rows of items"), ("toc.dat", b"PGDMP-toc")]
+    assert seen["mode"] & 0o007 == 0  # the staging folder is private: nobody but root (and postgres' group)
+    restore_call = next(c for c in host.calls if "pg_restore" in c and "-l" not in c)
+    assert "-j" in restore_call  # directory format: parallel jobs
+    assert not (tmp_path / "backups" / "fleetdemo" / f".restore-{SET_ID}").exists()  # decrypted copies are gone
+    assert not any("AGE-SECRET" in a for c in host.calls for a in c)
+
+
+def test_an_encrypted_directory_file_that_decrypts_to_other_bytes_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(r.shutil, "which", lambda name: None)
+    path = make_encrypted_directory_set(tmp_path / "backups")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["postgresql/fleetdemo.dir/toc.dat.age"]["plain_sha256"] = "0" * 64
+    (path / "manifest.json").unlink()
+    b.write_manifest(str(path), manifest)
+    host = FakeHost(tmp_path / "dump.rdb")
+    with pytest.raises(r.RestoreError, match="postgresql/fleetdemo.dir/toc.dat: the decrypted file does not match "
+                                             "the manifest; nothing was changed"):
+        restorer(tmp_path, host, components=["postgresql"], age_identity="AGE-SECRET-KEY-1XYZ").execute()
+    assert host.content == {"fleetdemo": "live data"}
