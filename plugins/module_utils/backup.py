@@ -749,8 +749,8 @@ def _first_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[0]
 
 
-def _chown(path: str, user: str | None, group: str | None) -> None:
-    """chown by name when both names exist here (unit tests run as a normal user without them)."""
+def _ids(user: str | None, group: str | None) -> tuple[int, int] | None:
+    """(uid, gid) of the names when both exist here and we run as root (-1 = leave as is), else None."""
     import grp
     import pwd
 
@@ -758,9 +758,72 @@ def _chown(path: str, user: str | None, group: str | None) -> None:
         uid = pwd.getpwnam(user).pw_uid if user else -1
         gid = grp.getgrnam(group).gr_gid if group else -1
     except KeyError:
-        return
-    if os.geteuid() == 0:
-        os.chown(path, uid, gid)
+        return None
+    return (uid, gid) if os.geteuid() == 0 else None
+
+
+def _chown(path: str, user: str | None, group: str | None) -> None:
+    """chown by name when both names exist here (unit tests run as a normal user without them); never follows a
+    symlink (for paths root created itself; what another user wrote goes through :func:`secure_tree`)."""
+    ids = _ids(user, group)
+    if ids is not None:
+        os.chown(path, *ids, follow_symlinks=False)
+
+
+def secure_tree(dir_fd: int, name: str, ids: tuple[int, int] | None, what: str,
+                dir_mode: int = 0o750, file_mode: int = 0o640) -> None:
+    """Give ``name`` (in the directory ``dir_fd``) and everything below it to ``ids`` with ``dir_mode``/``file_mode``,
+    as root, without ever following a symlink: every entry is opened with O_NOFOLLOW and changed through its file
+    descriptor (fchown/fchmod), a directory before anything inside it (so its previous writer loses write access
+    before it is read). A symlink, or anything that is neither a regular file nor a directory, is refused."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as exc:
+        raise BackupError(f"{what} cannot be read: {exc.strerror or exc}") from exc
+    if stat.S_ISLNK(st.st_mode):
+        raise BackupError(f"{what} is a symlink where a file was expected; refusing to follow it as root")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise BackupError(f"{what} is neither a regular file nor a directory; refusing it")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags | (os.O_DIRECTORY if stat.S_ISDIR(st.st_mode) else 0), dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise BackupError(f"{what} was replaced by a symlink or another kind of file; refusing it") from exc
+        raise BackupError(f"{what} cannot be opened: {exc.strerror or exc}") from exc
+    try:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+            raise BackupError(f"{what} was replaced while it was being secured; refusing it")
+        if ids is not None:
+            os.fchown(fd, *ids)
+        if stat.S_ISDIR(opened.st_mode):
+            os.fchmod(fd, dir_mode)
+            for entry in sorted(os.listdir(fd)):
+                secure_tree(fd, entry, ids, f"{what}/{entry}", dir_mode, file_mode)
+        else:
+            os.fchmod(fd, file_mode)
+    finally:
+        os.close(fd)
+
+
+def copy_nofollow(source: str, target: str, what: str) -> None:
+    """Copy the regular file ``source`` (which another user may control) to a new 0600 ``target``: a symlink or
+    anything but a regular file at ``source`` is refused, never followed."""
+    try:
+        src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BackupError(f"{what} {source} is a symlink; refusing to follow it as root") from exc
+        raise BackupError(f"{what} {source} cannot be read: {exc.strerror or exc}") from exc
+    with os.fdopen(src, "rb") as reader:
+        if not stat.S_ISREG(os.fstat(src).st_mode):
+            raise BackupError(f"{what} {source} is not a regular file; refusing it")
+        if os.path.lexists(target):
+            os.unlink(target)
+        dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(dst, "wb") as writer:
+            shutil.copyfileobj(reader, writer, _CHUNK)
 
 
 class BackupJob:
@@ -804,8 +867,9 @@ class BackupJob:
         jobs = int(cfg.get("jobs", 1))
         user = cfg.get("os_user", "postgres")
         folder = os.path.join(set_dir, "postgresql")
-        os.mkdir(folder, 0o770)
-        os.chmod(folder, 0o770)
+        # root:postgres 0750 from the start: postgres never writes here, only in its own staging directory.
+        os.mkdir(folder, 0o750)
+        os.chmod(folder, 0o750)
         _chown(folder, "root", user)
         self._version("pg_dump", ["pg_dump", "--version"])
         server = self._run(psql_argv("postgres", "SHOW server_version", port, user), "psql SHOW server_version")
@@ -814,23 +878,28 @@ class BackupJob:
             name = f"{database}.dir" if fmt == "directory" else f"{database}.dump"
             target = os.path.join(folder, name)
             started = self.monotonic()
-            self._run(pg_dump_argv(database, target, fmt, jobs, port, user), f"pg_dump of {database}")
+            stage = os.path.join(folder, f".stage-{database}")
+            os.mkdir(stage, 0o700)
+            _chown(stage, user, user)
+            self._run(pg_dump_argv(database, os.path.join(stage, name), fmt, jobs, port, user),
+                      f"pg_dump of {database}")
             owner_sql = f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {quote_literal(database)}"
             owner = self._run(psql_argv("postgres", owner_sql, port, user), f"psql owner of {database}").strip()
+            # Take what pg_dump wrote as postgres without following anything postgres could have planted: the
+            # staging directory first (postgres loses write access), then the dump; root owns it, postgres may read
+            # it (a restore runs pg_restore as postgres), nobody else. Then it moves to its place in the set.
+            folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                secure_tree(folder_fd, f".stage-{database}", _ids("root", user),
+                            f"the dump of {database} (postgresql/.stage-{database})")
+            finally:
+                os.close(folder_fd)
+            os.rename(os.path.join(stage, name), target)
+            os.rmdir(stage)
             # Reading the dump back proves it is readable end to end and counts the rows it really holds.
             rc, counts, err = self.runner.consume(pg_restore_data_argv(target), count_copy_rows)
             if rc != 0:
                 raise BackupError(f"pg_restore could not read back the dump of {database} (rc={rc}): {err.strip()}")
-            # root owns the dump; postgres may read it (a restore runs pg_restore as postgres), nobody else.
-            for base, dirs, names in os.walk(target) if os.path.isdir(target) else []:
-                for entry in dirs:
-                    os.chmod(os.path.join(base, entry), 0o750)
-                    _chown(os.path.join(base, entry), "root", user)
-                for entry in names:
-                    os.chmod(os.path.join(base, entry), 0o640)
-                    _chown(os.path.join(base, entry), "root", user)
-            os.chmod(target, 0o750 if os.path.isdir(target) else 0o640)
-            _chown(target, "root", user)
             databases[database] = {
                 "file": f"postgresql/{name}",
                 "format": fmt,
@@ -840,7 +909,6 @@ class BackupJob:
                 "seconds": round(self.monotonic() - started, 2),
             }
             self.log(f"postgresql: {database} dumped ({len(counts)} tables, {sum(counts.values())} rows)")
-        os.chmod(folder, 0o750)
         return {"databases": databases, "server_version": server.strip(), "port": port, "os_user": user}
 
     def backup_redis(self, set_dir: str) -> dict[str, t.Any]:
@@ -879,7 +947,7 @@ class BackupJob:
                 if self.monotonic() > deadline:
                     raise BackupError(f"redis BGSAVE did not finish within {timeout:.0f} s (LASTSAVE did not move)")
                 self.sleep(0.2)
-            shutil.copyfile(rdb, target)
+            copy_nofollow(rdb, target, "the RDB")  # redis owns its directory: never follow a link there
             after = parse_keyspace(parse_info(cli("INFO", "keyspace")))
             keyspace = after
             if before == after:
@@ -950,11 +1018,14 @@ class BackupJob:
             source = os.path.join(set_dir, rel)
             target = source + ".age"
             self._run(age_encrypt_argv(recipients, source, target), f"age encryption of {rel}")
-            mode = stat.S_IMODE(os.stat(source).st_mode)
-            st = os.stat(source)
-            os.chmod(target, mode)
-            if os.geteuid() == 0:
-                os.chown(target, st.st_uid, st.st_gid)
+            st = os.lstat(source)
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                if os.geteuid() == 0:
+                    os.fchown(fd, st.st_uid, st.st_gid)
+            finally:
+                os.close(fd)
             os.unlink(source)
             plain[rel] = self.files[rel]
         self.files = {rel + ".age": file_records(set_dir, rel + ".age")[rel + ".age"] for rel in plain}
