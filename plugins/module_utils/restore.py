@@ -74,7 +74,11 @@ Run = t.Callable[..., tuple[int, str, str]]
 
 
 class RestoreError(Exception):
-    """Stops the restore; the message says what was refused or failed and what state the live data is in."""
+    """Stops the restore; the message says what was refused or failed and what state the live data is in.
+    ``restored``/``details``: what this run had restored before it stopped (the module returns them)."""
+
+    restored: list[str] = []
+    details: dict[str, t.Any] = {}
 
 
 def marker_comment(set_id: str, manifest_sha256: str) -> str:
@@ -192,6 +196,7 @@ class SetFiles:
         self.manifest: dict[str, t.Any] = info.manifest or {}
         self.work = os.path.join(opts.app_dir, f".restore-{info.id}")
         self._cleanup: list[str] = []
+        self._sources: dict[str, str] = {}  # rel -> path, decrypted once per run
 
     @property
     def encrypted(self) -> bool:
@@ -210,6 +215,11 @@ class SetFiles:
     def source(self, rel: str) -> str:
         """Path of a set file or directory-format dump, decrypted first (into the private work folder) when the set
         is encrypted: a file ``<rel>.age``, or a dump directory whose every file is ``<rel>/<name>.age``."""
+        if rel not in self._sources:
+            self._sources[rel] = self._source(rel)
+        return self._sources[rel]
+
+    def _source(self, rel: str) -> str:
         files = self.manifest["files"]
         below = [k for k in files if k.startswith(rel + "/")]
         if rel in files or (below and not any(k.endswith(".age") for k in below)):
@@ -347,6 +357,20 @@ class ComponentRestore:
         for item in items:
             if item.needed and (path := self.ctx.files.plain(item.detail["file"])):
                 self._prove_once(path, item.detail["file"])
+
+    def inputs(self, todo: list[Item]) -> list[str]:
+        """Read-only: what this component's restore would lack (options, keys, paths). Runs in check mode too;
+        ``Restorer.plan()`` refuses when any component lacks anything, before the first one changes."""
+        if todo and self.ctx.files.encrypted and not self.opts.age_identity:
+            return [f"{self.name}: backup set {self.info.id} is encrypted with age: age_identity (the private key) "
+                    "is required"]
+        return []
+
+    def prepare(self, todo: list[Item]) -> None:
+        """Real run only, before ANY component changes: decrypt what is encrypted and prove it would load."""
+        for item in todo:
+            rel = item.detail["file"]
+            self._prove_once(self.ctx.files.source(rel), rel)
 
     def state(self) -> dict[str, t.Any]:
         raise NotImplementedError
@@ -588,6 +612,16 @@ class RedisRestore(ComponentRestore):
         self._prove_needed(items)
         return items
 
+    def inputs(self, todo: list[Item]) -> list[str]:
+        problems = super().inputs(todo)
+        if todo:
+            rdb = self.rdb_path
+            if os.path.islink(rdb):
+                problems.append(f"redis: {rdb} is a symbolic link, not the RDB file Redis writes")
+            elif not os.path.isdir(os.path.dirname(rdb)):
+                problems.append(f"redis: the RDB directory {os.path.dirname(rdb)} does not exist (redis_rdb_path)")
+        return problems
+
     def prove(self, path: str, rel: str) -> None:
         """The RDB is readable and Redis would load it (not its AOF)."""
         checker = shutil.which("redis-check-rdb") or ("/usr/bin/redis-check-rdb"
@@ -766,14 +800,23 @@ class MongoDBRestore(ComponentRestore):
         self.ctx.marker.write(self.name, self.info)
         return {"mongodb": result}
 
+    def inputs(self, todo: list[Item]) -> list[str]:
+        problems = super().inputs(todo)
+        if todo and not self.opts.mongodb_uri:
+            problems.append("mongodb: mongodb_uri is required to restore MongoDB")
+        return problems
+
+    def prove(self, path: str, rel: str) -> None:
+        problems = check_mongo_archive(path)
+        if problems:
+            raise RestoreError("; ".join(problems) + "; nothing was changed")
+
     def restore(self, detail: dict[str, t.Any]) -> dict[str, t.Any]:
         uri = self.opts.mongodb_uri
         if not uri:
             raise RestoreError("mongodb_uri is required to restore MongoDB; nothing was changed")
         source = self.ctx.files.source(detail["file"])
-        problems = check_mongo_archive(source)
-        if problems:
-            raise RestoreError("; ".join(problems) + "; nothing was changed")
+        self._prove_once(source, detail["file"])
         conf = os.path.join(self.ctx.files.workspace(0o700), ".mongo.conf")
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -789,9 +832,14 @@ class MongoDBRestore(ComponentRestore):
         return {"archive": detail["file"]}
 
 
-# One class per entry of RESTORABLE (backup.py), in the order they are restored (a unit test keeps them equal).
+# The order components are restored in, one class per entry of RESTORABLE (backup.py; a unit test keeps them equal).
+# PostgreSQL first: it is proven in a scratch database and swapped in atomically, and it is what the app depends on
+# most. MongoDB next: mongorestore --drop keeps no copy, so it goes before the component that is cheapest to undo.
+# Redis last: usually a cache or a queue, its previous RDB is one rename away, and its restore is the shortest.
+RESTORE_ORDER = ("postgresql", "mongodb", "redis")
 COMPONENT_CLASSES: dict[str, type[ComponentRestore]] = {
-    cls.name: cls for cls in (PostgreSQLRestore, RedisRestore, MongoDBRestore)
+    cls.name: cls for cls in sorted((PostgreSQLRestore, RedisRestore, MongoDBRestore),
+                                    key=lambda cls: RESTORE_ORDER.index(cls.name))
 }
 
 
@@ -809,6 +857,9 @@ class Plan:
     @property
     def todo(self) -> list[Item]:
         return [item for items in self.items.values() for item in items if item.needed]
+
+    def needed(self, component: ComponentRestore) -> list[Item]:
+        return [item for item in self.items[component.name] if item.needed]
 
     @property
     def all_items(self) -> list[Item]:
@@ -851,7 +902,7 @@ class Restorer:
         return info
 
     def component_names(self, info: SetInfo) -> list[str]:
-        held = [c for c in RESTORABLE if c in info.components]
+        held = [c for c in RESTORE_ORDER if c in info.components]
         wanted = list(self.opts.components) or held
         missing = [c for c in wanted if c not in info.components]
         if missing:
@@ -861,7 +912,7 @@ class Restorer:
             )
         if not wanted:
             raise RestoreError(f"backup set {info.id} holds nothing this module restores; nothing was changed")
-        return [c for c in RESTORABLE if c in wanted]
+        return [c for c in RESTORE_ORDER if c in wanted]
 
     # ---- predict, then act -----------------------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -872,22 +923,58 @@ class Restorer:
         self.files = SetFiles(info, self.opts, self.host)
         ctx = Context(self.opts, info, self.host, self.files, self.marker, self.actions)
         components = [COMPONENT_CLASSES[name](ctx) for name in names]
-        return Plan(info, components, {component.name: component.check() for component in components})
+        plan = Plan(info, components, {component.name: component.check() for component in components})
+        # Every component's inputs are checked before the first one changes (and check mode predicts the refusal).
+        problems = [p for component in components for p in component.inputs(plan.needed(component))]
+        if problems:
+            raise RestoreError(f"restore of {info.id} refused before anything changed: " + "; ".join(problems)
+                               + "; nothing was changed")
+        return plan
 
     def execute(self) -> dict[str, t.Any]:
-        """Check mode stops after ``plan()``; a real run applies what the plan found needed, component by component."""
+        """Check mode stops after ``plan()``. A real run first prepares every component (decrypts, proves), then
+        applies them in RESTORE_ORDER; a failure names what each component holds now."""
         results: dict[str, t.Any] = {}
+        done: list[str] = []
         try:
             plan = self.plan()
             if self.check_mode:
                 self.actions[:] = [f"would restore {item.key} from {plan.info.id}" for item in plan.todo]
             else:
                 for component in plan.components:
-                    results.update(component.apply([i for i in plan.items[component.name] if i.needed]))
+                    component.prepare(plan.needed(component))
+                for component in plan.components:
+                    try:
+                        results.update(component.apply(plan.needed(component)))
+                    except RestoreError as exc:
+                        done += [k for k in results if k not in done]
+                        raise self.partial(plan, component, exc, done, results) from exc
+                    done += [k for k in results if k not in done]
         finally:
             if self.files is not None:
                 self.files.cleanup()  # decrypted copies and the MongoDB config never stay on the host
         return self.result(plan, results)
+
+    def partial(self, plan: Plan, failed: ComponentRestore, exc: RestoreError, done: list[str],
+                results: dict[str, t.Any]) -> RestoreError:
+        """The error of a component that failed after others were restored: what is live now, item by item."""
+        if not done:
+            error = RestoreError(str(exc))
+        else:
+            info = plan.info
+            live = [f"{key} holds {info.id} (restored by this run"
+                    + (f"; its previous data is kept as {results[key]['previous']})" if
+                       isinstance(results.get(key), dict) and results[key].get("previous") else ")")
+                    for key in done]
+            untouched = [item.key for item in plan.todo if item.key not in done
+                         and not item.key.startswith(failed.name)]
+            error = RestoreError(
+                f"{failed.name} failed: {exc}. Live now: {'; '.join(live)}"
+                + (f"; not restored, still their previous data: {', '.join(untouched)}" if untouched else "")
+                + ". Run the restore again to finish it (what already holds the set is left alone)")
+        error.restored = list(done)
+        error.details = dict(results)
+        return error
 
     def result(self, plan: Plan, results: dict[str, t.Any]) -> dict[str, t.Any]:
         info = plan.info

@@ -19,6 +19,13 @@ description:
   - Before anything is touched, the set's C(manifest.json) is read and every file is checked against its size and
     sha256. A missing manifest, a set of another app, a truncated or altered file are refused with the reason, and
     nothing changes.
+  - Every component's inputs are checked before the first one changes, in check mode too (O(mongodb_uri) for a set
+    holding MongoDB, O(age_identity) for an encrypted set, the RDB path); a real run then decrypts and proves every
+    file it will load before any component changes.
+  - Components are restored in this order - PostgreSQL (proven in a scratch database, swapped in atomically), MongoDB
+    (C(mongorestore --drop) keeps no copy), Redis last (cheapest to undo, its previous RDB is one rename away). If a
+    later one fails, the earlier ones stay restored; the message says what each holds now, RV(restored) lists them,
+    and running the restore again finishes the rest.
   - B(PostgreSQL) (local server, as the O(postgresql_os_user) OS user over the local socket, peer authentication).
     Each dump is loaded with C(pg_restore --exit-on-error --single-transaction) into a scratch database
     C(<db>__restore_<id>). Its row counts per table must equal those the manifest recorded (they were read back from
@@ -172,7 +179,9 @@ set:
   returned: always
   type: dict
 restored:
-  description: What was (or in check mode would be) restored, C(postgresql/<db>), C(redis), C(mongodb).
+  description:
+    - What was (or in check mode would be) restored, C(postgresql/<db>), C(mongodb), C(redis), in restore order.
+    - On failure, what this run had restored before it stopped.
   returned: always
   type: list
   elements: str
@@ -246,7 +255,7 @@ def main() -> None:
         result = restorer.execute()
     except RestoreError as exc:
         module.fail_json(msg=str(exc), set=restorer.info.to_dict() if restorer.info else None,
-                         actions=restorer.actions)
+                         actions=restorer.actions, restored=exc.restored, details=exc.details)
     if not module._diff:
         result.pop("diff")
     module.exit_json(**result)

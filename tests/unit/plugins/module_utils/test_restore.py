@@ -15,6 +15,7 @@ from ansible_collections.pyfleet.server.plugins.module_utils import restore as r
 
 SET_ID = "20250124T110000Z"
 NOW = dt.datetime(2025, 1, 24, 12, 0, 0, tzinfo=dt.UTC)
+AGE_HEADER = b"age-encryption.org/v1\n"
 
 
 def make_set(root: Path, app: str = "fleetdemo", mongodb: bool = False) -> Path:
@@ -87,11 +88,11 @@ class FakeHost:
                 return 0, "appendonly\nno\n", ""
         if argv[0].endswith("redis-check-rdb"):
             return 0, "RDB looks OK", ""
-        if argv[:2] == ["age", "-d"]:  # "encrypted" = b"AGE:" + plain
+        if argv[:2] == ["age", "-d"]:  # "encrypted" = the age header + plain
             data = Path(argv[-1]).read_bytes()
-            if not data.startswith(b"AGE:"):
+            if not data.startswith(AGE_HEADER):
                 return 1, "", "age: error: no identity matched any of the recipients"
-            Path(argv[argv.index("-o") + 1]).write_bytes(data[4:])
+            Path(argv[argv.index("-o") + 1]).write_bytes(data[len(AGE_HEADER):])
             return 0, "", ""
         if argv[0] in ("mongorestore",):
             return 0, "", "done"
@@ -313,7 +314,8 @@ def mutating_calls(host: FakeHost) -> list[list[str]]:
 
 
 def test_every_component_class_follows_the_one_component_list():
-    assert tuple(r.COMPONENT_CLASSES) == b.RESTORABLE
+    assert set(r.COMPONENT_CLASSES) == set(b.RESTORABLE) == set(r.RESTORE_ORDER)
+    assert tuple(r.COMPONENT_CLASSES) == r.RESTORE_ORDER == ("postgresql", "mongodb", "redis")
     assert set(b.RESTORABLE) < set(b.COMPONENTS)
     assert all(cls.name == name for name, cls in r.COMPONENT_CLASSES.items())
 
@@ -517,8 +519,8 @@ def test_a_live_rdb_that_is_a_symlink_is_refused_before_redis_is_stopped(env):
     (env / "elsewhere.rdb").write_bytes(b"REDIS0011-live")
     (env / "dump.rdb").symlink_to(env / "elsewhere.rdb")
     host = FakeHost(env / "dump.rdb")
-    with pytest.raises(r.RestoreError, match="is a symbolic link, not the RDB file Redis writes; refused, Redis was "
-                                             "not stopped"):
+    with pytest.raises(r.RestoreError, match="refused before anything changed: redis: .* is a symbolic link, not "
+                                             "the RDB file Redis writes; nothing was changed"):
         restorer(env, host, components=["redis"]).execute()
     assert not [c for c in host.calls if c[0] == "systemctl"]
 
@@ -647,7 +649,7 @@ def make_encrypted_directory_set(root: Path) -> Path:
     dump.mkdir(parents=True)
     files = {}
     for name, plain in (("toc.dat", b"PGDMP-toc"), ("3001.dat.gz", b"rows of items")):
-        (dump / f"{name}.age").write_bytes(b"AGE:" + plain)
+        (dump / f"{name}.age").write_bytes(AGE_HEADER + plain)
         rel = f"postgresql/fleetdemo.dir/{name}.age"
         files.update(b.file_records(str(path), rel))
         files[rel].update(plain_sha256=hashlib.sha256(plain).hexdigest(), plain_size=len(plain))
@@ -695,3 +697,69 @@ def test_an_encrypted_directory_file_that_decrypts_to_other_bytes_is_refused(tmp
                                              "the manifest; nothing was changed"):
         restorer(tmp_path, host, components=["postgresql"], age_identity="AGE-SECRET-KEY-1XYZ").execute()
     assert host.content == {"fleetdemo": "live data"}
+
+
+# issue 9 #13: every component's inputs before the first change; a deliberate order; partial failures said plainly.
+
+
+def mongo_env(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setattr(r.shutil, "which", lambda name: None)
+    make_set(tmp_path / "backups", mongodb=True)
+    (tmp_path / "dump.rdb").write_bytes(b"REDIS0011-live")
+    return tmp_path
+
+
+def test_a_mongodb_set_without_mongodb_uri_is_refused_up_front_and_check_mode_predicts_it(tmp_path, monkeypatch):
+    env = mongo_env(tmp_path, monkeypatch)
+    message = (f"restore of {SET_ID} refused before anything changed: mongodb: mongodb_uri is required to restore "
+               "MongoDB; nothing was changed")
+    for check_mode in (True, False):
+        host = FakeHost(env / "dump.rdb")
+        with pytest.raises(r.RestoreError) as err:
+            restorer(env, host, check_mode=check_mode).execute()
+        assert str(err.value) == message
+        assert mutating_calls(host) == [], check_mode
+        assert host.content == {"fleetdemo": "live data"} and (env / "dump.rdb").read_bytes() == b"REDIS0011-live"
+
+
+def test_an_encrypted_set_without_age_identity_is_refused_in_check_mode_too(tmp_path, monkeypatch):
+    monkeypatch.setattr(r.shutil, "which", lambda name: None)
+    make_encrypted_directory_set(tmp_path / "backups")
+    with pytest.raises(r.RestoreError, match="refused before anything changed: postgresql: backup set .* is "
+                                             "encrypted with age: age_identity .* is required; nothing was changed"):
+        restorer(tmp_path, FakeHost(tmp_path / "dump.rdb"), check_mode=True).execute()
+
+
+def test_components_are_restored_postgresql_then_mongodb_then_redis(tmp_path, monkeypatch):
+    env = mongo_env(tmp_path, monkeypatch)
+    host = FakeHost(env / "dump.rdb")
+    result = restorer(env, host, mongodb_uri="mongodb://u:p@h/playpark").execute()
+    assert result["restored"] == ["postgresql/fleetdemo", "mongodb", "redis"]
+    kinds = []
+    for call in mutating_calls(host):
+        kind = "redis" if call[0] == "systemctl" else "mongodb" if call[0] == "mongorestore" else "postgresql"
+        if not kinds or kinds[-1] != kind:
+            kinds.append(kind)
+    assert kinds == ["postgresql", "mongodb", "redis"]
+
+
+def test_a_later_failure_leaves_earlier_components_restored_and_says_what_is_live(tmp_path, monkeypatch):
+    env = mongo_env(tmp_path, monkeypatch)
+
+    class MongoFails(FakeHost):
+        def __call__(self, argv, env=None):
+            if argv[0] == "mongorestore" and "--dryRun" not in argv:
+                self.calls.append(argv)
+                return 1, "", "Failed: playpark.items: error: E11000 duplicate key"
+            return super().__call__(argv, env)
+
+    host = MongoFails(env / "dump.rdb")
+    with pytest.raises(r.RestoreError) as err:
+        restorer(env, host, mongodb_uri="mongodb://u:p@h/playpark").execute()
+    message = str(err.value)
+    assert message.startswith("mongodb failed: mongorestore failed (rc=1): Failed: playpark.items")
+    assert (f"Live now: postgresql/fleetdemo holds {SET_ID} (restored by this run; its previous data is kept as "
+            "fleetdemo__pre_20250124t120000z); not restored, still their previous data: redis.") in message
+    assert err.value.restored == ["postgresql/fleetdemo"]
+    assert host.content["fleetdemo"] == "set data"
+    assert (env / "dump.rdb").read_bytes() == b"REDIS0011-live" and not [c for c in host.calls if c[0] == "systemctl"]
