@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import grp
+import hashlib
 import json
 import os
 import shutil
@@ -41,7 +42,6 @@ from dataclasses import dataclass, field, fields
 
 from ansible_collections.pyfleet.server.plugins.module_utils.backup import (
     RESTORABLE,
-    ROW_COUNT_SQL,
     BackupError,
     SetInfo,
     age_decrypt_argv,
@@ -55,7 +55,6 @@ from ansible_collections.pyfleet.server.plugins.module_utils.backup import (
     new_set_id,
     parse_info,
     parse_keyspace,
-    parse_row_counts,
     pg_restore_argv,
     previous_name,
     psql_argv,
@@ -79,6 +78,23 @@ class RestoreError(Exception):
 
     restored: list[str] = []
     details: dict[str, t.Any] = {}
+
+
+# One row per ordinary table: "schema.table<TAB>rows<TAB>checksum", names quoted as pg_dump quotes them. The checksum
+# is an order-independent sum of the 60-bit prefixes of md5(row as text): any insert, update or delete changes it
+# (in practice), without sorting the table. Read once from the scratch database (it becomes the live one) and from
+# the live database by every check.
+CONTENT_SQL = (
+    "SELECT format('%I.%I', n.nspname, c.relname), x.c, x.s "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "CROSS JOIN LATERAL (SELECT query_to_xml(format('SELECT count(*) AS c, coalesce(sum((''x'' || "
+    "left(md5(t::text), 15))::bit(60)::bigint), 0) AS s FROM ONLY %I.%I t', n.nspname, c.relname), "
+    "false, true, '') AS doc) q "
+    "CROSS JOIN LATERAL (SELECT (xpath('/row/c/text()', q.doc))[1]::text AS c, "
+    "(xpath('/row/s/text()', q.doc))[1]::text AS s) x "
+    "WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' "
+    "ORDER BY 1"
+)
 
 
 def marker_comment(set_id: str, manifest_sha256: str) -> str:
@@ -260,7 +276,9 @@ class SetFiles:
 
 
 class Marker:
-    """``<state_dir>/<app>.json``: per component, the set last restored."""
+    """``<state_dir>/<app>.json``: per item (``postgresql/<db>``, ``redis``, ``mongodb``), the set last restored and
+    the fingerprint of the live data right after that restore (what tells a later run whether it was written since).
+    """
 
     def __init__(self, opts: RestoreOptions, host: Host) -> None:
         self.state_dir = opts.state_dir
@@ -275,22 +293,35 @@ class Marker:
         except (OSError, ValueError):
             return {}
 
-    def restored_set(self, component: str) -> str | None:
-        return (self.read().get(component) or {}).get("set")
+    def entry(self, key: str) -> dict[str, t.Any]:
+        entry = self.read().get(key)
+        return entry if isinstance(entry, dict) else {}
 
-    def matches(self, component: str, info: SetInfo) -> bool:
-        entry = self.read().get(component) or {}
+    def restored_set(self, key: str) -> str | None:
+        return self.entry(key).get("set")
+
+    def matches(self, key: str, info: SetInfo) -> bool:
+        entry = self.entry(key)
         return entry.get("set") == info.id and entry.get("manifest_sha256") == info.manifest_sha256
 
-    def write(self, component: str, info: SetInfo) -> None:
+    def unchanged_since(self, key: str, info: SetInfo, fingerprint: dict[str, t.Any] | None) -> bool:
+        """The set is the one restored last AND the live data still has the fingerprint it had right after that
+        restore. No fingerprint (live data unreadable, an older marker) means: cannot tell, so not unchanged."""
+        recorded = self.entry(key).get("fingerprint")
+        return self.matches(key, info) and bool(fingerprint) and recorded == fingerprint
+
+    def write(self, key: str, info: SetInfo, fingerprint: dict[str, t.Any] | None = None) -> None:
         data = self.read()
-        data[component] = {"set": info.id, "manifest_sha256": info.manifest_sha256, "path": info.path,
-                           "restored_at": self.host.clock().strftime("%Y-%m-%dT%H:%M:%SZ")}
+        data[key] = {"set": info.id, "manifest_sha256": info.manifest_sha256, "path": info.path,
+                     "restored_at": self.host.clock().strftime("%Y-%m-%dT%H:%M:%SZ"), "fingerprint": fingerprint}
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
+        _unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, sort_keys=True)
-        os.chmod(tmp, 0o600)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, self.path)
 
 
@@ -341,8 +372,6 @@ class ComponentRestore:
     def detail(self) -> dict[str, t.Any]:
         return self.ctx.manifest["components"][self.name]
 
-    def marker_needed(self) -> bool:
-        return self.opts.force or not self.ctx.marker.matches(self.name, self.info)
 
     def prove(self, path: str, rel: str) -> None:
         """Read-only proof that ``path`` would load; runs in check mode too."""
@@ -401,8 +430,17 @@ class PostgreSQLRestore(ComponentRestore):
         return self.sql("postgres", "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
                         f"WHERE datname = {quote_literal(database)}", f"psql comment of {database}").strip()
 
-    def counts(self, database: str) -> dict[str, int]:
-        return parse_row_counts(self.sql(database, ROW_COUNT_SQL, f"row counts of {database}"))
+    def content(self, database: str) -> tuple[dict[str, int], dict[str, t.Any]]:
+        """(row counts per table, fingerprint): one read of every row; the fingerprint changes with any write."""
+        out = self.sql(database, CONTENT_SQL, f"row counts and checksums of {database}")
+        counts = {}
+        for line in out.splitlines():
+            if line.strip():
+                name, _sep, rest = line.partition("\t")
+                counts[name.strip()] = int(rest.partition("\t")[0].strip() or 0)
+        digest = hashlib.sha256("\n".join(sorted(line.strip() for line in out.splitlines() if line.strip()))
+                                .encode()).hexdigest()
+        return counts, {"content_sha256": digest}
 
     # -- state / check / apply
     def databases(self) -> dict[str, dict[str, t.Any]]:
@@ -421,22 +459,28 @@ class PostgreSQLRestore(ComponentRestore):
             if not self.exists(database):
                 live[database] = {"exists": False}
             else:
-                live[database] = {"exists": True, "tables": self.counts(database), "comment": self.comment(database)}
+                tables, fingerprint = self.content(database)
+                live[database] = {"exists": True, "tables": tables, "comment": self.comment(database),
+                                  "fingerprint": fingerprint}
         return live
 
     def check(self) -> list[Item]:
         live = self.state()
         wanted = marker_comment(self.info.id, self.info.manifest_sha256 or "")
-        marker_matches = self.ctx.marker.matches(self.name, self.info)
         items = []
         for database, detail in self.databases().items():
             state = live[database]
-            # The marker alone does not count: a database recreated since has lost the restore comment.
-            needed = self.opts.force or not (marker_matches and state.get("comment") == wanted)
+            key = f"postgresql/{database}"
+            # The marker alone does not count: a database recreated since has lost the restore comment, and one
+            # written since has another content checksum than right after the restore.
+            same = self.ctx.marker.unchanged_since(key, self.info, state.get("fingerprint"))
+            needed = self.opts.force or not (same and state.get("comment") == wanted)
             items.append(Item(
-                key=f"postgresql/{database}",
+                key=key,
                 before={"exists": state["exists"], "tables": state.get("tables"),
-                        "restored_set": restored_set(state.get("comment") or "")},
+                        "restored_set": restored_set(state.get("comment") or ""),
+                        "written_since_restore": None if not state["exists"] or not restored_set(
+                            state.get("comment") or "") else not same},
                 after={"exists": True, "tables": detail.get("tables"), "restored_set": self.info.id},
                 needed=needed,
                 detail=detail,
@@ -453,9 +497,10 @@ class PostgreSQLRestore(ComponentRestore):
                                f"pg_restore -l failed (rc={rc}): {(err or out).strip()[-500:]}")
 
     def apply(self, todo: list[Item]) -> dict[str, t.Any]:
-        results = {item.key: self.restore(item.key.split("/", 1)[1], item.detail) for item in todo}
-        if results:
-            self.ctx.marker.write(self.name, self.info)
+        results = {}
+        for item in todo:  # each database is recorded as soon as it is live: a re-run leaves it alone
+            results[item.key] = self.restore(item.key.split("/", 1)[1], item.detail)
+            self.ctx.marker.write(item.key, self.info, results[item.key].pop("fingerprint"))
         return results
 
     def restore(self, database: str, detail: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -479,7 +524,8 @@ class PostgreSQLRestore(ComponentRestore):
                 f"pg_restore into the scratch database {scratch} failed (rc={rc}); the live database {database} "
                 f"was not touched: {(err or out).strip()[-1500:]}"
             )
-        differences = compare_counts(detail.get("tables") or {}, self.counts(scratch))
+        tables, fingerprint = self.content(scratch)  # what becomes live, read once
+        differences = compare_counts(detail.get("tables") or {}, tables)
         if differences:
             self._drop(scratch)
             raise RestoreError(
@@ -495,7 +541,7 @@ class PostgreSQLRestore(ComponentRestore):
             self.host.warn(f"copies of {database} kept by earlier restores are left alone: {', '.join(earlier)}; "
                            "drop them (DROP DATABASE) once they are no longer needed")
         return {"database": database, "previous": None if dropped else previous, "dropped": dropped,
-                "kept_earlier": earlier, "tables": detail.get("tables") or {}}
+                "kept_earlier": earlier, "tables": detail.get("tables") or {}, "fingerprint": fingerprint}
 
     def _grant_postgres(self, path: str) -> None:
         try:
@@ -593,20 +639,33 @@ class RedisRestore(ComponentRestore):
     def rdb_path(self) -> str:
         return self.opts.redis_rdb_path or self.detail.get("rdb_path") or "/var/lib/redis/dump.rdb"
 
+    def fingerprint(self) -> dict[str, t.Any] | None:
+        """What changes with any write: the server's run id (a restart reloads whatever RDB is on disk), the time of
+        its last save and the writes since (``rdb_changes_since_last_save``). A save (BGSAVE of a backup, a save
+        point) also moves it: then nobody can tell whether there were writes before it, so the restore runs again."""
+        info = parse_info(self.cli("INFO", "server") + self.cli("INFO", "persistence"))
+        fields_ = ("run_id", "rdb_last_save_time", "rdb_changes_since_last_save")
+        if not all(info.get(name) for name in fields_):
+            return None
+        return {name: info[name] for name in fields_}
+
     def state(self) -> dict[str, t.Any]:
         try:
-            return {"running": True, "keyspace": parse_keyspace(parse_info(self.cli("INFO", "keyspace")))}
+            return {"running": True, "keyspace": parse_keyspace(parse_info(self.cli("INFO", "keyspace"))),
+                    "fingerprint": self.fingerprint()}
         except RestoreError as exc:
             return {"running": False, "error": str(exc)}
 
     def check(self) -> list[Item]:
         live = self.state()
+        restored = self.ctx.marker.restored_set(self.name)
+        same = self.ctx.marker.unchanged_since(self.name, self.info, live.get("fingerprint"))
         items = [Item(
             key="redis",
-            before={"keyspace": live.get("keyspace"), "error": live.get("error"),
-                    "restored_set": self.ctx.marker.restored_set(self.name)},
+            before={"keyspace": live.get("keyspace"), "error": live.get("error"), "restored_set": restored,
+                    "written_since_restore": None if restored is None else not same},
             after={"keyspace": self.detail.get("keyspace"), "restored_set": self.info.id},
-            needed=self.marker_needed(),
+            needed=self.opts.force or not same,
             detail=self.detail,
         )]
         self._prove_needed(items)
@@ -643,7 +702,11 @@ class RedisRestore(ComponentRestore):
         if not todo:
             return {}
         result = self.restore(todo[0].detail)
-        self.ctx.marker.write(self.name, self.info)
+        try:
+            fingerprint = self.fingerprint()
+        except RestoreError:
+            fingerprint = None  # recorded as unknown: the next run restores again rather than guess
+        self.ctx.marker.write(self.name, self.info, fingerprint)
         return {"redis": result}
 
     def restore(self, detail: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -786,12 +849,15 @@ class MongoDBRestore(ComponentRestore):
     name = "mongodb"
 
     def state(self) -> dict[str, t.Any]:
-        # Nothing is read from a live MongoDB: only the marker tells which set it holds.
-        return {"restored_set": self.ctx.marker.restored_set(self.name)}
+        # Nothing is read from a live MongoDB (no client tools where this is built): only the marker says which set
+        # was restored last, and nothing can tell whether it was written since.
+        return {"restored_set": self.ctx.marker.restored_set(self.name), "written_since_restore": None}
 
     def check(self) -> list[Item]:
+        # Idempotent only while the live data is still what the set restored; for MongoDB that cannot be known,
+        # so it is restored every time (when unsure, restore).
         return [Item(key="mongodb", before=self.state(), after={"restored_set": self.info.id},
-                     needed=self.marker_needed(), detail=self.detail)]
+                     needed=True, detail=self.detail)]
 
     def apply(self, todo: list[Item]) -> dict[str, t.Any]:
         if not todo:

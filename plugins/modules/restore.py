@@ -43,8 +43,13 @@ description:
     app's writers first (C(playbooks/restore.yml) does).
   - B(MongoDB) through C(mongorestore --archive --gzip --drop) after a C(--dryRun). No MongoDB server or tools could
     be installed where this collection is built and tested, so MongoDB restores are covered by unit tests only.
-  - Idempotent. The set restored is recorded in O(state_dir)/<app>.json and, for PostgreSQL, in
-    C(COMMENT ON DATABASE). Restoring the same set again reports V(changed=false) unless O(force=true).
+  - Idempotent only while the live data is still what the set restored. Right after a restore, the set and a
+    fingerprint of the live data are recorded in O(state_dir)/<app>.json (and the set, for PostgreSQL, in
+    C(COMMENT ON DATABASE)). For PostgreSQL it is a checksum of every row of every table (an order-independent sum of
+    C(md5) of each row, read with the row counts); for Redis, its C(run_id), C(rdb_last_save_time) and
+    C(rdb_changes_since_last_save). Restoring the same set again reports V(changed=false) only when the fingerprint
+    is unchanged; any write since (or a Redis restart or save, after which nobody can tell) restores again. MongoDB
+    cannot be read here, so a MongoDB archive is restored every time. O(force=true) always restores.
 extends_documentation_fragment:
   - pyfleet.server.attributes
   - pyfleet.server.backup_sets
@@ -61,7 +66,10 @@ attributes:
       - Shows, per database and for Redis, the live row or key counts and the set restored before, next to what the
         set will bring.
   idempotent:
-    support: full
+    support: partial
+    details:
+      - PostgreSQL and Redis are left alone when they still hold exactly the data the same set restored; MongoDB is
+        restored every time (nothing can tell whether it was written since).
 options:
   set:
     description: Id of the set to restore (C(20250124T031500Z)), or V(latest).

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import re
+import zlib
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,8 @@ class FakeHost:
         self.scratch_rows = scratch_rows
         self.redis_keys_after = redis_keys_after
         self.redis_up = True
+        self.redis_run = 1
+        self.redis_dirty = 0  # writes since the last save
         self.calls: list[list[str]] = []
         self.envs: list[dict | None] = []
 
@@ -74,6 +77,9 @@ class FakeHost:
             return 0, "", ""
         if argv[0] == "systemctl":
             self.redis_up = argv[1] == "start"
+            if self.redis_up:
+                self.redis_run += 1  # a new run_id; the RDB just loaded counts as the last save
+                self.redis_dirty = 0
             return 0, "", ""
         if argv[0] == "redis-cli":
             if not self.redis_up:
@@ -83,7 +89,10 @@ class FakeHost:
                 keys = self.redis_keys_after if self.rdb.read_bytes() == b"REDIS0011-new" else 5
                 return 0, f"# Keyspace\r\ndb0:keys={keys},expires=0,avg_ttl=0\r\n", ""
             if command == ["INFO", "persistence"]:
-                return 0, "loading:0\r\n", ""
+                return 0, (f"loading:0\r\nrdb_changes_since_last_save:{self.redis_dirty}\r\n"
+                           f"rdb_last_save_time:{1700000000 + self.redis_run}\r\n"), ""
+            if command == ["INFO", "server"]:
+                return 0, f"redis_version:7.0.15\r\nrun_id:run{self.redis_run:038d}\r\n", ""
             if command[:2] == ["CONFIG", "GET"]:
                 return 0, "appendonly\nno\n", ""
         if argv[0].endswith("redis-check-rdb"):
@@ -115,9 +124,16 @@ class FakeHost:
             return 0, "1\n" if m.group(1) in self.dbs else "", ""
         if m := re.match(r"SELECT shobj_description.*datname = '(.+)'", sql):
             return 0, self.dbs.get(m.group(1), "") + "\n", ""
-        if sql == b.ROW_COUNT_SQL:
-            rows = self.scratch_rows if "__restore_" in database else 7
-            return 0, f"public.alembic_version\t1\npublic.items\t{rows}\n" if rows != 3 else "public.items\t3\n", ""
+        if sql == b.ROW_COUNT_SQL:  # counts only (what the module read before it read checksums)
+            rc, out, err = self.statement(database, r.CONTENT_SQL)
+            return rc, "".join(line.rsplit("\t", 1)[0] + "\n" for line in out.splitlines()), err
+        if sql == r.CONTENT_SQL:
+            content = self.content.get(database, "")
+            rows = self.scratch_rows if "__restore_" in database else 3 if content == "set data" else 7
+            checksum = zlib.crc32(content.encode())
+            if rows == 3:
+                return 0, f"public.items\t3\t{checksum}\n", ""
+            return 0, f"public.alembic_version\t1\t77\npublic.items\t{rows}\t{checksum}\n", ""
         if m := re.match(r'DROP DATABASE IF EXISTS "(.+)" WITH \(FORCE\)', sql):
             self.dbs.pop(m.group(1), None)
             self.content.pop(m.group(1), None)
@@ -356,10 +372,12 @@ def test_check_predicts_exactly_what_apply_restores(tmp_path, monkeypatch, name,
     first.files.cleanup()
     assert mutating_calls(host)
 
-    # After apply(), check() finds nothing to do: prediction and action agree both ways.
+    # After apply(), check() finds nothing to do: prediction and action agree both ways. MongoDB is the exception:
+    # nothing can tell whether it was written since, so it is restored again (when unsure, restore).
     host.calls.clear()
     again = restorer(tmp_path, host, **extra).plan()
-    assert again.todo == [] and mutating_calls(host) == []
+    assert [item.key for item in again.todo] == (keys if name == "mongodb" else [])
+    assert mutating_calls(host) == []
     assert [item.before["restored_set"] for item in again.items[name]] == [SET_ID] * len(keys)
     # force: check() predicts a restore again.
     assert [item.key for item in restorer(tmp_path, host, force=True, **extra).plan().todo] == keys
@@ -378,9 +396,12 @@ def test_state_reports_what_is_live(env):
     host = FakeHost(env / "dump.rdb")
     plan = restorer(env, host).plan()
     pg, redis = plan.components
-    assert pg.state() == {"fleetdemo": {"exists": True, "tables": {"public.alembic_version": 1, "public.items": 7},
-                                        "comment": ""}}
-    assert redis.state() == {"running": True, "keyspace": {"db0": {"keys": 5, "expires": 0}}}
+    live = pg.state()["fleetdemo"]
+    assert live["exists"] is True and live["comment"] == ""
+    assert live["tables"] == {"public.alembic_version": 1, "public.items": 7}
+    assert len(live["fingerprint"]["content_sha256"]) == 64
+    assert redis.state() == {"running": True, "keyspace": {"db0": {"keys": 5, "expires": 0}}, "fingerprint": {
+        "run_id": "run" + "0" * 37 + "1", "rdb_last_save_time": "1700000001", "rdb_changes_since_last_save": "0"}}
     host.redis_up = False
     assert redis.state()["running"] is False and "Connection refused" in redis.state()["error"]
     host.dbs.pop("fleetdemo")
@@ -430,7 +451,7 @@ def test_a_component_records_its_restore_as_soon_as_it_is_done(env):
     with pytest.raises(r.RestoreError, match="Redis did not come back"):
         restorer(env, host).execute()
     marker = r.Marker(r.RestoreOptions.from_params(params(env)), r.Host(host))
-    assert marker.restored_set("postgresql") == SET_ID and marker.restored_set("redis") is None
+    assert marker.restored_set("postgresql/fleetdemo") == SET_ID and marker.restored_set("redis") is None
     again = restorer(env, host, check_mode=True).execute()
     assert again["restored"] == ["redis"] and again["unchanged"] == ["postgresql/fleetdemo"]
 
@@ -763,3 +784,38 @@ def test_a_later_failure_leaves_earlier_components_restored_and_says_what_is_liv
     assert err.value.restored == ["postgresql/fleetdemo"]
     assert host.content["fleetdemo"] == "set data"
     assert (env / "dump.rdb").read_bytes() == b"REDIS0011-live" and not [c for c in host.calls if c[0] == "systemctl"]
+
+
+# issue 9 #5: "same set twice" is decided by the live data, not by the marker alone.
+
+
+def test_restore_then_a_write_then_the_same_set_again_restores_again(env):
+    host = FakeHost(env / "dump.rdb")
+    restorer(env, host).execute()
+    assert restorer(env, host, check_mode=True).execute()["changed"] is False  # nothing written: a no-op
+    host.content["fleetdemo"] = "set data + a row the app wrote"  # same row count, other content
+    host.redis_dirty += 1  # SET colour red
+    predicted = restorer(env, host, check_mode=True).execute()
+    assert predicted["restored"] == ["postgresql/fleetdemo", "redis"]
+    assert '"written_since_restore": true' in predicted["diff"]["before"]
+    result = restorer(env, host).execute()
+    assert result["restored"] == ["postgresql/fleetdemo", "redis"]
+    assert host.content["fleetdemo"] == "set data"  # the write is gone
+    assert restorer(env, host).execute()["changed"] is False
+
+
+def test_redis_restarted_or_saved_since_the_restore_counts_as_unsure_and_is_restored(env):
+    host = FakeHost(env / "dump.rdb")
+    restorer(env, host, components=["redis"]).execute()
+    host.redis_run += 1  # restarted: it loaded whatever RDB was on disk then
+    assert restorer(env, host, components=["redis"], check_mode=True).execute()["restored"] == ["redis"]
+
+
+def test_an_older_marker_without_fingerprint_means_restore_again(env):
+    host = FakeHost(env / "dump.rdb")
+    restorer(env, host, components=["postgresql"]).execute()
+    state = env / "state" / "fleetdemo.json"
+    data = json.loads(state.read_text())
+    data["postgresql/fleetdemo"].pop("fingerprint")
+    state.write_text(json.dumps(data))
+    assert restorer(env, host, components=["postgresql"], check_mode=True).execute()["changed"] is True
