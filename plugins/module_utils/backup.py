@@ -149,6 +149,7 @@ class SetInfo:
     problems: list[str] = field(default_factory=list)
     manifest: dict[str, t.Any] | None = None
     manifest_sha256: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def good(self) -> bool:
@@ -174,6 +175,7 @@ class SetInfo:
             "duration_seconds": manifest.get("duration_seconds"),
             "encrypted": bool(manifest.get("encryption")),
             "manifest_sha256": self.manifest_sha256,
+            "notes": self.notes,
         }
 
 
@@ -261,6 +263,13 @@ def check_set(set_dir: str, app: str | None = None, checksums: bool = True,
                     f"{rel}: sha256 {digest[:16]}… does not match the manifest ({str(record.get('sha256'))[:16]}…)"
                 )
                 damaged = True
+    layout = check_layout(set_dir, manifest)
+    info.problems.extend(layout)
+    damaged = damaged or bool(layout)
+    if manifest.get("encryption") and not layout:
+        info.notes.append("encrypted with age: every encrypted file is in the manifest with the sha256 and size of "
+                          "what it decrypts to (proven readable before encryption); that content itself can only "
+                          "be checked with the key, which a restore does before loading anything")
     info.size = size + os.path.getsize(os.path.join(set_dir, MANIFEST))
     info.complete = not name.startswith(TMP_PREFIX) and not missing and bool(files) and manifest.get("format") == FORMAT
     if checksums:
@@ -268,6 +277,64 @@ def check_set(set_dir: str, app: str | None = None, checksums: bool = True,
     elif damaged:
         info.verified = False
     return info
+
+
+AGE_MAGIC = b"age-encryption.org/v1\n"
+
+
+def component_paths(manifest: dict[str, t.Any]) -> list[tuple[str, str]]:
+    """(label, path relative to the set) of every file or folder the manifest's components name."""
+    paths = []
+    for name, detail in sorted((manifest.get("components") or {}).items()):
+        if not isinstance(detail, dict):
+            continue
+        if detail.get("file"):
+            paths.append((name, str(detail["file"])))
+        for database, entry in sorted((detail.get("databases") or {}).items()):
+            if isinstance(entry, dict) and entry.get("file"):
+                paths.append((f"{name} {database}", str(entry["file"])))
+    return paths
+
+
+def check_layout(set_dir: str, manifest: dict[str, t.Any]) -> list[str]:
+    """What a restore needs beyond the checksums of the listed files: every component's file (``<file>.age`` when
+    encrypted) is listed; every file inside a component's folder (pg_dump -Fd) is listed, ``toc.dat`` among them;
+    in an encrypted set every file is a ``.age`` file whose record says what it decrypts to (plain_sha256/plain_size),
+    without which its content cannot be proven without the key (the program checks the age header when it
+    encrypts; the checksums prove the bytes are still those)."""
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return []
+    encrypted = bool(manifest.get("encryption"))
+    suffix = ".age" if encrypted else ""
+    problems = []
+    for label, rel in component_paths(manifest):
+        full = os.path.normpath(os.path.join(set_dir, rel))
+        if not full.startswith(set_dir + os.sep):
+            problems.append(f"{label}: {rel!r} points outside the set")
+            continue
+        inside = [k for k in files if k.startswith(rel.rstrip("/") + "/")]
+        if os.path.isdir(full) and not os.path.islink(full):
+            for base, dirs, names in os.walk(full):
+                dirs.sort()
+                for entry in sorted(names):
+                    path = os.path.relpath(os.path.join(base, entry), set_dir)
+                    if path not in files:
+                        problems.append(f"{path} is in the set but not in the manifest (a restore would not check it)")
+            if label.startswith("postgresql ") and f"{rel}/toc.dat{suffix}" not in files:
+                problems.append(f"{label}: {rel}/toc.dat{suffix} is not in the manifest; a directory-format dump "
+                                "cannot be restored without it")
+        elif not inside and rel + suffix not in files:
+            problems.append(f"{label}: {rel}{suffix} is not in the manifest")
+    if encrypted:
+        for rel, record in sorted(files.items()):
+            if not rel.endswith(".age"):
+                problems.append(f"{rel} is not encrypted, in a set whose manifest says it is")
+                continue
+            if not isinstance(record, dict) or not record.get("plain_sha256") or record.get("plain_size") is None:
+                problems.append(f"{rel}: the manifest does not say what it decrypts to (plain_sha256, plain_size), "
+                                "so its content cannot be proven without the key")
+    return problems
 
 
 def list_sets(app_dir: str, app: str | None = None, checksums: bool = True,
@@ -1021,6 +1088,9 @@ class BackupJob:
             st = os.lstat(source)
             fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
+                if os.pread(fd, len(AGE_MAGIC), 0) != AGE_MAGIC:
+                    raise BackupError(f"age encryption of {rel}: {rel}.age is not an age file "
+                                      "(no age-encryption.org/v1 header)")
                 os.fchmod(fd, stat.S_IMODE(st.st_mode))
                 if os.geteuid() == 0:
                     os.fchown(fd, st.st_uid, st.st_gid)

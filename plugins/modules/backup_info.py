@@ -19,6 +19,13 @@ description:
     the sizes and sha256 checksums in the set's C(manifest.json).
   - A set is C(good) when it is complete (renamed from its temporary name, manifest readable, every file present)
     and verified. Sets written by a run that did not finish (C(.tmp-<id>)) are listed as incomplete.
+  - Beyond the listed files, what a restore needs is checked too - every component's file is listed, every file
+    inside a PostgreSQL directory-format dump is listed (C(toc.dat) among them), and in a set encrypted with age
+    every file is a C(.age) file whose manifest entry records the sha256 and size of what it decrypts to. An entry
+    without them is a problem (its content cannot be proven without the key), not a good set.
+  - The key never comes here, so the plain content of an encrypted set is not decrypted; C(notes) says so. The
+    backup program read every dump back before encrypting it, and C(pyfleet.server.restore) checks each decrypted
+    file against its recorded sha256 before loading anything.
   - With O(max_age), the module fails when the newest good set (holding O(components)) is older, or there is none.
     A deploy can use this as a freshness gate.
   - Reads only; never changes anything.
@@ -85,6 +92,13 @@ sets:
     good: {description: Complete and not found damaged., type: bool}
     problems: {description: What is wrong with the set., type: list, elements: str}
     encrypted: {description: Files are encrypted with age., type: bool}
+    notes:
+      description: What verification could not prove without the key (for encrypted sets), and similar remarks.
+      type: list
+      elements: str
+    manifest_sha256: {description: sha256 of the set's manifest.json., type: str}
+    host: {description: Host that wrote the set., type: str}
+    app: {description: App the manifest names., type: str}
     duration_seconds: {description: How long the backup run took., type: float}
 latest:
   description: The newest good set holding O(components), or null.
