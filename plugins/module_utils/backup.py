@@ -23,7 +23,14 @@ It holds ``manifest.json`` and one file or folder per component::
     files/files.tar.gz            the app's config, shared/ data and current release
 
 A set is written under ``.tmp-<id>`` and renamed when complete, so a set directory without the ``.tmp-`` prefix
-either is complete or was damaged afterwards (which the checksums reveal).
+either is complete or was damaged afterwards (which the checksums reveal). With age encryption every file is
+replaced by ``<file>.age`` and its manifest entry keeps the plain file's sha256 and size.
+
+``<root>/<app>/.lock`` is the app's lock (:class:`AppLock`): backup runs, retention and restores take it, so
+none of them sees a set another one is writing or deleting. Retention (:class:`Retention`) keeps every set for a
+day, then one a day and one a week. Before a run writes anything it checks the free space for the set it expects
+(:meth:`BackupJob.check_space`). Files that the ``postgres`` or ``redis`` users could have written are taken
+without ever following a symlink (:func:`secure_tree`, :func:`copy_nofollow`).
 """
 
 from __future__ import annotations
@@ -535,11 +542,11 @@ class AppLock:
             os.fchmod(fd, 0o600)
         return fd
 
-    def holder(self) -> str:
-        """What the current holder wrote (``pid <n>: <purpose> since <time>``), or a placeholder."""
+    @staticmethod
+    def holder(fd: int) -> str:
+        """What the holder wrote in the open lock file (``pid <n>: <purpose> since <time>``), or a placeholder."""
         try:
-            with open(self.path, "rb") as handle:
-                text = handle.read(4096).decode("utf-8", "replace").strip()
+            text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
         except OSError:
             text = ""
         return text or "an unknown process"
@@ -556,7 +563,7 @@ class AppLock:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     os.close(fd)
                     raise
-            holder = self.holder()
+            holder = self.holder(fd)
             if time.monotonic() >= deadline:
                 os.close(fd)
                 raise LockBusy(f"the lock {self.path} of {self.app} is held by {holder}; gave up after "
