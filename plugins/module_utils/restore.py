@@ -49,6 +49,7 @@ from ansible_collections.pyfleet.server.plugins.module_utils.backup import (
     check_set,
     compare_counts,
     compare_keyspace,
+    human_size,
     list_sets,
     mongo_config_text,
     mongorestore_argv,
@@ -148,6 +149,9 @@ class RestoreOptions:
 
 
 _CHUNK = 1024 * 1024
+# A database restored from a compressed dump (pg_dump -Fc / -Fd compress 3-5x on typical data) takes about this many
+# times the dump's size, tables and indexes together; the free-space check uses the larger of this and the live size.
+SCRATCH_FACTOR = 4
 
 
 def _oserror(exc: BaseException) -> str:
@@ -221,6 +225,15 @@ class SetFiles:
     def plain(self, rel: str) -> str | None:
         """Path of ``rel`` as it lies in the set, or None when it must be decrypted first (what check mode reads)."""
         return None if self.encrypted else os.path.join(self.info.path, rel)
+
+    def plain_size(self, rel: str) -> int:
+        """Bytes of ``rel`` (a file or a dump directory) once decrypted, from the manifest."""
+        total = 0
+        for key, record in self.manifest.get("files", {}).items():
+            bare = key[:-len(".age")] if key.endswith(".age") else key
+            if bare == rel or bare.startswith(rel + "/"):
+                total += int(record.get("plain_size") or record.get("size") or 0)
+        return total
 
     def workspace(self, mode: int) -> str:
         os.makedirs(self.work, mode=mode, exist_ok=True)
@@ -395,6 +408,14 @@ class ComponentRestore:
                     "is required"]
         return []
 
+    def space(self, todo: list[Item]) -> list[tuple[str, int, str]]:
+        """Read-only: (a path on the filesystem that must hold it, bytes, what) for what a restore of ``todo``
+        writes; decrypted copies of an encrypted set land in the set's app directory."""
+        if not self.ctx.files.encrypted:
+            return []
+        return [(self.opts.app_dir, sum(self.ctx.files.plain_size(item.detail["file"]) for item in todo),
+                 f"decrypted copies of {self.name}")] if todo else []
+
     def prepare(self, todo: list[Item]) -> None:
         """Real run only, before ANY component changes: decrypt what is encrypted and prove it would load."""
         for item in todo:
@@ -487,6 +508,24 @@ class PostgreSQLRestore(ComponentRestore):
             ))
         self._prove_needed(items)
         return items
+
+    def space(self, todo: list[Item]) -> list[tuple[str, int, str]]:
+        """The scratch database of every database restored is written next to the live data (all of them exist at
+        once: the replaced ones are kept). Estimate per database: SCRATCH_FACTOR x the dump's size (a custom or
+        directory dump is compressed) or, when larger, what the live database takes now (pg_database_size)."""
+        needs = super().space(todo)
+        if not todo:
+            return needs
+        data_dir = self.sql("postgres", "SHOW data_directory", "psql SHOW data_directory").strip()
+        for item in todo:
+            database = item.key.split("/", 1)[1]
+            estimate = SCRATCH_FACTOR * self.ctx.files.plain_size(item.detail["file"])
+            if self.exists(database):
+                live = self.sql("postgres", f"SELECT pg_database_size({quote_literal(database)})",
+                                f"psql size of {database}").strip()
+                estimate = max(estimate, int(live or 0))
+            needs.append((data_dir, estimate, f"the scratch database of {database}"))
+        return needs
 
     def prove(self, path: str, rel: str) -> None:
         """pg_restore -l reads the dump's table of contents: a dump cut short there is refused before anything."""
@@ -680,6 +719,14 @@ class RedisRestore(ComponentRestore):
             elif not os.path.isdir(os.path.dirname(rdb)):
                 problems.append(f"redis: the RDB directory {os.path.dirname(rdb)} does not exist (redis_rdb_path)")
         return problems
+
+    def space(self, todo: list[Item]) -> list[tuple[str, int, str]]:
+        """The staged RDB lies next to the live one until the swap (the previous one is kept as a second name)."""
+        needs = super().space(todo)
+        if todo:
+            needs.append((os.path.dirname(self.rdb_path), self.ctx.files.plain_size(todo[0].detail["file"]),
+                          "the staged RDB"))
+        return needs
 
     def prove(self, path: str, rel: str) -> None:
         """The RDB is readable and Redis would load it (not its AOF)."""
@@ -995,7 +1042,29 @@ class Restorer:
         if problems:
             raise RestoreError(f"restore of {info.id} refused before anything changed: " + "; ".join(problems)
                                + "; nothing was changed")
+        self.check_space([need for component in components for need in component.space(plan.needed(component))])
         return plan
+
+    def check_space(self, needs: list[tuple[str, int, str]]) -> None:
+        """Refuse, with the numbers, when a filesystem cannot hold what the restore writes on it (all of it at once:
+        scratch databases, staged RDB, decrypted copies). MongoDB's data directory is not known here: not checked."""
+        by_fs: dict[int, list[tuple[str, int, str]]] = {}
+        for path, size, what in needs:
+            try:
+                by_fs.setdefault(os.stat(path).st_dev, []).append((path, size, what))
+            except OSError as exc:
+                self.host.warn(f"free space for {what} not checked: {path}: {exc.strerror or exc}")
+        problems = []
+        for group in by_fs.values():
+            path = group[0][0]
+            st = os.statvfs(path)
+            free = st.f_bavail * st.f_frsize
+            total = sum(size for _p, size, _w in group)
+            if total > free:
+                problems.append(f"needs ~{human_size(total)} on {path} ({', '.join(w for _p, _s, w in group)}), "
+                                f"{human_size(free)} free")
+        if problems:
+            raise RestoreError("not enough free space: " + "; ".join(problems) + "; the live data was not touched")
 
     def execute(self) -> dict[str, t.Any]:
         """Check mode stops after ``plan()``. A real run first prepares every component (decrypts, proves), then

@@ -22,6 +22,12 @@ description:
   - Every component's inputs are checked before the first one changes, in check mode too (O(mongodb_uri) for a set
     holding MongoDB, O(age_identity) for an encrypted set, the RDB path); a real run then decrypts and proves every
     file it will load before any component changes.
+  - Free space is checked before anything changes, in check mode too, per filesystem and for everything the
+    restore writes at once. PostgreSQL - each scratch database, on the filesystem of C(SHOW data_directory), estimated
+    as 4 times the dump's size (dumps are compressed) or, when larger, the live database's C(pg_database_size).
+    Redis - the staged RDB next to the live one. An encrypted set - its decrypted copies in the set's app directory.
+    A shortfall is refused with the numbers (C(needs ~X on <path> (what), Y free; the live data was not touched)).
+    MongoDB's data directory is not known to the module and is not checked.
   - Components are restored in this order - PostgreSQL (proven in a scratch database, swapped in atomically), MongoDB
     (C(mongorestore --drop) keeps no copy), Redis last (cheapest to undo, its previous RDB is one rename away). If a
     later one fails, the earlier ones stay restored; the message says what each holds now, RV(restored) lists them,

@@ -53,6 +53,7 @@ class FakeHost:
         self.redis_keys_after = redis_keys_after
         self.redis_up = True
         self.redis_run = 1
+        self.db_size = 8 * 1024 * 1024  # what the live database takes on disk
         self.redis_dirty = 0  # writes since the last save
         self.calls: list[list[str]] = []
         self.envs: list[dict | None] = []
@@ -122,6 +123,10 @@ class FakeHost:
     def statement(self, database: str, sql: str):
         if m := re.match(r"SELECT 1 FROM pg_database WHERE datname = '(.+)'", sql):
             return 0, "1\n" if m.group(1) in self.dbs else "", ""
+        if sql == "SHOW data_directory":
+            return 0, f"{self.rdb.parent}\n", ""
+        if m := re.match(r"SELECT pg_database_size\('(.+)'\)", sql):
+            return 0, f"{self.db_size}\n", ""
         if m := re.match(r"SELECT shobj_description.*datname = '(.+)'", sql):
             return 0, self.dbs.get(m.group(1), "") + "\n", ""
         if sql == b.ROW_COUNT_SQL:  # counts only (what the module read before it read checksums)
@@ -819,3 +824,36 @@ def test_an_older_marker_without_fingerprint_means_restore_again(env):
     data["postgresql/fleetdemo"].pop("fingerprint")
     state.write_text(json.dumps(data))
     assert restorer(env, host, components=["postgresql"], check_mode=True).execute()["changed"] is True
+
+
+# issue 9 #8: free space is checked before anything changes, with the numbers.
+
+
+class FakeStatvfs:
+    def __init__(self, free: int, block: int = 4096):
+        self.f_bavail = free // block
+        self.f_frsize = block
+
+
+def test_not_enough_free_space_for_the_scratch_database_is_refused_with_the_numbers(env, monkeypatch):
+    monkeypatch.setattr(r.os, "statvfs", lambda path: FakeStatvfs(5 * 1024 * 1024))
+    for check_mode in (True, False):
+        host = FakeHost(env / "dump.rdb")
+        with pytest.raises(r.RestoreError) as err:
+            restorer(env, host, check_mode=check_mode).execute()
+        # the live database takes 8 MiB (more than 4 x the 55-byte dump); the staged RDB is 13 bytes.
+        assert str(err.value) == (f"not enough free space: needs ~8.0 MiB on {env} (the scratch database of "
+                                  "fleetdemo, the staged RDB), 5.0 MiB free; the live data was not touched")
+        assert mutating_calls(host) == []
+        assert host.content == {"fleetdemo": "live data"} and (env / "dump.rdb").read_bytes() == b"REDIS0011-live"
+
+
+def test_the_scratch_estimate_is_a_multiple_of_the_dump_when_that_is_larger(env, monkeypatch):
+    monkeypatch.setattr(r.os, "statvfs", lambda path: FakeStatvfs(150, block=1))
+    host = FakeHost(env / "dump.rdb")
+    host.db_size = 10
+    # 4 x 55 bytes (the dump) + 13 bytes (the RDB) = 233 bytes > 150 free
+    with pytest.raises(r.RestoreError, match=r"needs ~233 B on .*, 150 B free; the live data was not touched"):
+        restorer(env, host, check_mode=True).execute()
+    monkeypatch.setattr(r.os, "statvfs", lambda path: FakeStatvfs(1024 * 1024))
+    assert restorer(env, host, check_mode=True).execute()["changed"] is True
