@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, fields
 
 from ansible_collections.pyfleet.server.plugins.module_utils.backup import (
     RESTORABLE,
+    AppLock,
     BackupError,
     SetInfo,
     age_decrypt_argv,
@@ -124,6 +125,7 @@ class RestoreOptions:
     keep_previous: int = 1
     state_dir: str = "/var/lib/pyfleet/restore"
     timeout: int = 120
+    lock_timeout: int = 600
     postgresql_port: int = 5432
     postgresql_os_user: str = "postgres"
     postgresql_jobs: int = 2
@@ -1067,6 +1069,22 @@ class Restorer:
             raise RestoreError("not enough free space: " + "; ".join(problems) + "; the live data was not touched")
 
     def execute(self) -> dict[str, t.Any]:
+        """The whole verify → restore holds the app's lock (``<root>/<app>/.lock``, shared with backup runs and
+        retention): no set can be deleted or written while it is chosen, verified and restored."""
+        if not os.path.isdir(self.opts.app_dir):
+            return self._execute()  # no set directory, nothing a backup or retention could change under us
+        what = f"restore {self.opts.path or self.opts.set} ({'check mode' if self.check_mode else 'real run'})"
+        try:
+            lock = AppLock(self.opts.root, self.opts.app, self.opts.lock_timeout, purpose=what, create=False)
+            lock.acquire()
+        except BackupError as exc:  # LockBusy names the holder
+            raise RestoreError(f"{exc}; nothing was changed") from exc
+        try:
+            return self._execute()
+        finally:
+            lock.release()
+
+    def _execute(self) -> dict[str, t.Any]:
         """Check mode stops after ``plan()``. A real run first prepares every component (decrypts, proves), then
         applies them in RESTORE_ORDER; a failure names what each component holds now."""
         results: dict[str, t.Any] = {}
@@ -1122,6 +1140,8 @@ class Restorer:
         after = {item.key: item.after if item.needed else item.before for item in plan.all_items}
         return {
             "changed": changed,
+            "id": info.id,  # the set resolved (once, under the lock): pass it as set/path to the real run
+            "path": info.path,
             "set": info.to_dict(),
             "restored": todo,
             "unchanged": [k for k in keys if k not in todo],

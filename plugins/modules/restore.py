@@ -116,6 +116,14 @@ options:
     description: Seconds to wait for sessions to end and for Redis to load its data.
     type: int
     default: 120
+  lock_timeout:
+    description:
+      - Seconds to wait for the app's lock C(<root>/<app>/.lock), shared with backup runs and retention of the
+        C(pyfleet.server.backup) role. It is held from choosing the set to the end of the restore (in check mode
+        too), so no set is deleted or written meanwhile. When it stays taken, the module fails naming the holder
+        and changes nothing.
+    type: int
+    default: 600
   postgresql_port:
     description: Port of the local PostgreSQL server.
     type: int
@@ -173,6 +181,20 @@ EXAMPLES = r"""
     redis_password: "{{ redis_password }}"
   register: restored
 
+- name: Predict in check mode, then restore exactly the set the prediction chose (latest is resolved once)
+  pyfleet.server.restore:
+    app: fleetdemo
+    redis_password: "{{ redis_password }}"
+  check_mode: true
+  register: plan
+
+- name: Restore that set
+  pyfleet.server.restore:
+    app: fleetdemo
+    path: "{{ plan.path }}"
+    redis_password: "{{ redis_password }}"
+  when: plan is changed
+
 - name: Restore only the database from a chosen set
   pyfleet.server.restore:
     app: fleetdemo
@@ -188,6 +210,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+id:
+  description:
+    - Id of the set, resolved once (V(latest) becomes the newest good set at that moment). A playbook passes it (or
+      RV(path)) from its check-mode prediction to the real run, so both act on the same set.
+  returned: always
+  type: str
+  sample: 20250124T031500Z
+path:
+  description: Directory of the set resolved, see RV(id).
+  returned: always
+  type: str
 set:
   description: The set restored (id, path, created_at, size, components, manifest_sha256...).
   returned: always
@@ -241,6 +274,7 @@ def argument_spec() -> dict:
         "keep_previous": {"type": "int", "default": 1},
         "state_dir": {"type": "path", "default": "/var/lib/pyfleet/restore"},
         "timeout": {"type": "int", "default": 120},
+        "lock_timeout": {"type": "int", "default": 600},
         "postgresql_port": {"type": "int", "default": 5432},
         "postgresql_os_user": {"type": "str", "default": "postgres"},
         "postgresql_jobs": {"type": "int", "default": 2},
@@ -269,6 +303,8 @@ def main() -> None:
         result = restorer.execute()
     except RestoreError as exc:
         module.fail_json(msg=str(exc), set=restorer.info.to_dict() if restorer.info else None,
+                         id=restorer.info.id if restorer.info else None,
+                         path=restorer.info.path if restorer.info else None,
                          actions=restorer.actions, restored=exc.restored, details=exc.details)
     if not module._diff:
         result.pop("diff")

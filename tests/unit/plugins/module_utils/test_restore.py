@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import os
 import re
 import zlib
 from pathlib import Path
@@ -857,3 +858,43 @@ def test_the_scratch_estimate_is_a_multiple_of_the_dump_when_that_is_larger(env,
         restorer(env, host, check_mode=True).execute()
     monkeypatch.setattr(r.os, "statvfs", lambda path: FakeStatvfs(1024 * 1024))
     assert restorer(env, host, check_mode=True).execute()["changed"] is True
+
+
+# issue 9 #6: one lock shared by backup, retention and restore; the set is resolved once.
+
+
+def test_the_restore_waits_for_the_apps_lock_and_names_its_holder(env):
+    with b.AppLock(str(env / "backups"), "fleetdemo", 0, purpose="backup postgresql,redis"):
+        for check_mode in (True, False):
+            host = FakeHost(env / "dump.rdb")
+            with pytest.raises(r.RestoreError, match=r"held by pid \d+: backup postgresql,redis since .*; nothing "
+                                                     r"was changed"):
+                restorer(env, host, check_mode=check_mode, lock_timeout=0).execute()
+            assert host.calls == []
+
+
+def test_the_lock_is_held_from_choosing_the_set_to_the_end_of_the_restore(env):
+    import fcntl
+
+    held = []
+    lock = env / "backups" / "fleetdemo" / ".lock"
+
+    class Probe(FakeHost):
+        def __call__(self, argv, env=None):
+            fd = os.open(lock, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(False)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                held.append(True)
+            finally:
+                os.close(fd)
+            return super().__call__(argv, env)
+
+    result = restorer(env, Probe(env / "dump.rdb")).execute()
+    assert result["changed"] and held and all(held)
+    assert (result["id"], result["path"]) == (SET_ID, str(env / "backups" / "fleetdemo" / SET_ID))
+    # released afterwards: a backup can take it at once
+    with b.AppLock(str(env / "backups"), "fleetdemo", 0, purpose="backup"):
+        pass

@@ -49,3 +49,14 @@ def test_main_reports_a_missing_set_without_touching_anything(tmp_path, capsys):
     assert code == 1
     assert out["msg"] == f"backup set {tmp_path / 'nope'} does not exist; nothing was changed"
     assert out["set"] is None and out["actions"] == []
+
+
+def test_main_fails_naming_the_holder_of_the_apps_lock(tmp_path, capsys):
+    (tmp_path / "fleetdemo").mkdir()
+    with b.AppLock(str(tmp_path), "fleetdemo", 0, purpose="retention"):
+        code, out = run_main({"app": "fleetdemo", "root": str(tmp_path), "lock_timeout": 0,
+                              "state_dir": str(tmp_path / "state"), "_ansible_check_mode": True}, capsys)
+    assert code == 1
+    assert "is held by pid" in out["msg"] and ": retention since " in out["msg"]
+    assert out["msg"].endswith("; nothing was changed")
+    assert out["id"] is None and out["restored"] == []
