@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import time
 import typing as t
 from dataclasses import dataclass, field, fields
@@ -584,17 +585,38 @@ class PostgreSQLRestore(ComponentRestore):
         return {"database": database, "previous": None if dropped else previous, "dropped": dropped,
                 "kept_earlier": earlier, "tables": detail.get("tables") or {}, "fingerprint": fingerprint}
 
+    def prepare(self, todo: list[Item]) -> None:
+        super().prepare(todo)
+        for item in todo:  # before any component changes: a planted symlink stops the run here
+            self._grant_postgres(self.ctx.files.source(item.detail["file"]))
+
     def _grant_postgres(self, path: str) -> None:
+        """root:postgres 0640 (0750 for folders) on the dump, its folder and, for a directory dump, its files,
+        without ever following a symlink: each is opened with O_NOFOLLOW and changed through its descriptor
+        (fchown/fchmod); a symlink or anything but a file or folder where the dump is expected is refused."""
         try:
             gid = grp.getgrnam(self.opts.postgresql_os_user).gr_gid
         except KeyError:
             return
         targets = [os.path.dirname(path), path]
-        if os.path.isdir(path):  # a directory-format dump
+        if os.path.isdir(path) and not os.path.islink(path):  # a directory-format dump
             targets += [os.path.join(path, name) for name in sorted(os.listdir(path))]
         for target in targets:
-            os.chown(target, 0, gid)
-            os.chmod(target, 0o750 if os.path.isdir(target) else 0o640)
+            try:
+                fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise RestoreError(f"{target} is a symbolic link where a dump file is expected; refused, "
+                                       "nothing was changed") from exc
+                raise RestoreError(f"cannot open {target}: {_oserror(exc)}; nothing was changed") from exc
+            try:
+                mode = os.fstat(fd).st_mode
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    raise RestoreError(f"{target} is not a regular file or folder; refused, nothing was changed")
+                os.fchown(fd, 0, gid)
+                os.fchmod(fd, 0o750 if stat.S_ISDIR(mode) else 0o640)
+            finally:
+                os.close(fd)
 
     def _drop(self, database: str) -> None:
         statement = f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)"

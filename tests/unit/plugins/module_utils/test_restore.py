@@ -898,3 +898,41 @@ def test_the_lock_is_held_from_choosing_the_set_to_the_end_of_the_restore(env):
     # released afterwards: a backup can take it at once
     with b.AppLock(str(env / "backups"), "fleetdemo", 0, purpose="backup"):
         pass
+
+
+# issue 9 #11: modes and owners are fixed without following symlinks.
+
+
+def test_a_dump_that_is_a_symlink_is_refused_and_its_target_keeps_its_mode(env):
+    dump = env / "backups" / "fleetdemo" / SET_ID / "postgresql" / "fleetdemo.dump"
+    victim = env / "shadow"
+    victim.write_bytes(dump.read_bytes())  # same bytes: the set still verifies
+    victim.chmod(0o600)
+    dump.unlink()
+    dump.symlink_to(victim)
+    host = FakeHost(env / "dump.rdb")
+    with pytest.raises(r.RestoreError, match=r"fleetdemo.dump is a symbolic link where a dump file is expected; "
+                                             "refused, nothing was changed"):
+        restorer(env, host).execute()
+    assert victim.stat().st_mode & 0o777 == 0o600 and victim.stat().st_gid == 0
+    assert mutating_calls(host) == [] and host.content == {"fleetdemo": "live data"}
+
+
+def test_a_symlink_inside_a_directory_dump_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(r.shutil, "which", lambda name: None)
+    path = tmp_path / "backups" / "fleetdemo" / SET_ID
+    dump = path / "postgresql" / "fleetdemo.dir"
+    dump.mkdir(parents=True)
+    (dump / "toc.dat").write_bytes(b"PGDMP-toc")
+    victim = tmp_path / "shadow"
+    victim.write_bytes(b"rows")
+    victim.chmod(0o600)
+    (dump / "3001.dat.gz").symlink_to(victim)
+    comps = {"postgresql": {"databases": {"fleetdemo": {"file": "postgresql/fleetdemo.dir", "format": "directory",
+                                                        "owner": "fleetdemo", "tables": {"public.items": 3}}}}}
+    b.write_manifest(str(path), {"format": 1, "id": SET_ID, "app": "fleetdemo", "components": comps,
+                                 "files": b.file_records(str(path), "postgresql/fleetdemo.dir")})
+    host = FakeHost(tmp_path / "dump.rdb")
+    with pytest.raises(r.RestoreError, match="3001.dat.gz is a symbolic link where a dump file is expected"):
+        restorer(tmp_path, host, components=["postgresql"]).execute()
+    assert victim.stat().st_mode & 0o777 == 0o600
