@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything the controller needs to run the demo and the tests: Debian packages (Docker engine,
-# debootstrap, OpenSSL tools), a Python venv with the pinned tools in requirements-dev.txt.
+# debootstrap, OpenSSL tools, age for the encrypted-set tests), a Python venv with the pinned tools in requirements-dev.txt.
 # Idempotent: a second run installs nothing new. Run as root (or with sudo) on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(docker.io debootstrap make openssl curl ca-certificates iproute2 git shellcheck)
+APT_PACKAGES=(docker.io debootstrap make openssl curl ca-certificates iproute2 git shellcheck age)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
