@@ -388,7 +388,6 @@ class ComponentRestore:
     def detail(self) -> dict[str, t.Any]:
         return self.ctx.manifest["components"][self.name]
 
-
     def prove(self, path: str, rel: str) -> None:
         """Read-only proof that ``path`` would load; runs in check mode too."""
 

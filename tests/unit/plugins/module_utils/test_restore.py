@@ -585,8 +585,8 @@ def pg_changes_of_one_restore(tmp_path) -> int:
     return host.changes
 
 
-def test_postgresql_killed_after_any_step_never_leaves_the_live_database_closed_and_a_re_run_recovers(tmp_path,
-                                                                                                    monkeypatch):
+def test_postgresql_killed_after_any_step_never_leaves_the_live_database_closed_and_a_re_run_recovers(
+        tmp_path, monkeypatch):
     # issue 9 #3: the swap is one transaction; every state a kill can leave is recovered by running it again.
     monkeypatch.setattr(r.shutil, "which", lambda name: None)
     steps = pg_changes_of_one_restore(tmp_path)
