@@ -14,17 +14,23 @@ Commands run through an injected ``run(argv, env=None) -> (rc, stdout, stderr)``
 
 The order of a restore is what makes it safe:
 
-1. the set is verified (manifest, every size and sha256) before anything is touched;
-2. PostgreSQL: the dump is loaded into a scratch database ``<db>__restore_<id>`` with ``--exit-on-error``,
+1. the app's lock (``AppLock``, shared with backup runs and retention) is taken; the set is resolved once and
+   verified (manifest, every size and sha256) before anything is touched;
+2. every component checks its inputs (options, keys, paths) and the free space the restore needs, in check mode too;
+   a real run then decrypts and proves every file it will load; only then does the first component change;
+3. components go in ``RESTORE_ORDER`` (PostgreSQL, MongoDB, Redis: the cheapest to undo last); a failure says what
+   each item holds now;
+4. PostgreSQL: the dump is loaded into a scratch database ``<db>__restore_<id>`` with ``--exit-on-error``,
    its row counts are compared with the manifest, and only then, in ONE transaction, are the live database's
    sessions ended, the live database renamed to ``<db>__pre_<timestamp>``, the scratch database renamed to the live
    name and marked with ``COMMENT ON DATABASE`` (killed before the commit, nothing changed; after it, all did);
-3. Redis: the RDB is checked (``redis-check-rdb``) and staged, synced, next to the live one while Redis runs; then
+5. Redis: the RDB is checked (``redis-check-rdb``) and staged, synced, next to the live one while Redis runs; then
    the service is stopped, the live RDB hard-linked to ``<rdb>.pre-<timestamp>``, the staged RDB renamed over it,
    the service started, and the key counts compared; any error in between or a mismatch puts the previous RDB back
    and starts Redis on it again;
-4. a marker ``<state_dir>/<app>.json`` (and, for PostgreSQL, ``COMMENT ON DATABASE``) records the set restored, so
-   restoring it again is a no-op unless ``force``.
+6. a marker ``<state_dir>/<app>.json`` records, per item, the set restored and a fingerprint of the live data right
+   after it; restoring the same set again is a no-op only while that fingerprint is unchanged (unless ``force``);
+7. only the copy of the replaced data this run made may be dropped (``keep_previous: 0``), never an earlier one.
 """
 
 from __future__ import annotations
