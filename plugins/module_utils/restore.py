@@ -487,6 +487,11 @@ class PostgreSQLRestore(ComponentRestore):
         for database in self.databases():
             if not self.exists(database):
                 live[database] = {"exists": False}
+            elif self.sql("postgres", f"SELECT datallowconn FROM pg_database WHERE datname = {quote_literal(database)}",
+                          f"psql datallowconn of {database}").strip() == "f":
+                # Left closed by an interrupted swap of an older version: unreadable, so restore (the swap reopens).
+                live[database] = {"exists": True, "tables": None, "comment": self.comment(database),
+                                  "fingerprint": None, "refusing_connections": True}
             else:
                 tables, fingerprint = self.content(database)
                 live[database] = {"exists": True, "tables": tables, "comment": self.comment(database),

@@ -110,6 +110,8 @@ class FakeHost:
         return 0, "", ""
 
     def psql(self, database: str, sql: str):
+        if database in self.noconn:
+            return 2, "", f'psql: error: FATAL:  database "{database}" is not currently accepting connections'
         if sql.startswith("BEGIN; ") and sql.endswith("; COMMIT;"):
             # One transaction: every statement applies, or (first error) none does.
             saved = (dict(self.dbs), dict(self.content), set(self.noconn))
@@ -124,6 +126,8 @@ class FakeHost:
     def statement(self, database: str, sql: str):
         if m := re.match(r"SELECT 1 FROM pg_database WHERE datname = '(.+)'", sql):
             return 0, "1\n" if m.group(1) in self.dbs else "", ""
+        if m := re.match(r"SELECT datallowconn FROM pg_database WHERE datname = '(.+)'", sql):
+            return 0, ("f" if m.group(1) in self.noconn else "t") + "\n", ""
         if sql == "SHOW data_directory":
             return 0, f"{self.rdb.parent}\n", ""
         if m := re.match(r"SELECT pg_database_size\('(.+)'\)", sql):
@@ -936,3 +940,25 @@ def test_a_symlink_inside_a_directory_dump_is_refused(tmp_path, monkeypatch):
     with pytest.raises(r.RestoreError, match="3001.dat.gz is a symbolic link where a dump file is expected"):
         restorer(tmp_path, host, components=["postgresql"]).execute()
     assert victim.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_live_database_left_closed_by_an_older_interrupted_swap_is_restored_and_reopened(env):
+    # issue 9 #3: the states the previous multi-step swap could leave are recognised and recovered by a re-run.
+    host = FakeHost(env / "dump.rdb")
+    host.noconn.add("fleetdemo")  # killed after "ALTER DATABASE fleetdemo WITH ALLOW_CONNECTIONS false"
+    result = restorer(env, host, components=["postgresql"]).execute()
+    assert result["restored"] == ["postgresql/fleetdemo"]
+    assert host.noconn == set() and host.content["fleetdemo"] == "set data"
+    assert host.content["fleetdemo__pre_20250124t120000z"] == "live data"
+
+
+def test_a_live_database_left_renamed_away_by_an_older_interrupted_swap_is_restored(env):
+    host = FakeHost(env / "dump.rdb")
+    host.dbs["fleetdemo__pre_20250124t113000z"] = host.dbs.pop("fleetdemo")  # killed after the first rename
+    host.content["fleetdemo__pre_20250124t113000z"] = host.content.pop("fleetdemo")
+    host.dbs["fleetdemo__restore_20250124t110000z"] = ""
+    host.content["fleetdemo__restore_20250124t110000z"] = "set data"
+    restorer(env, host, components=["postgresql"]).execute()
+    assert host.content["fleetdemo"] == "set data"
+    assert host.content["fleetdemo__pre_20250124t113000z"] == "live data"
+    assert not [d for d in host.dbs if "__restore_" in d]
