@@ -286,6 +286,8 @@ class SetFiles:
                 _unlink(target)
                 self.host.run(age_decrypt_argv(key, os.path.join(self.info.path, encrypted), target),
                               f"age -d of {encrypted}")
+                if not os.path.lexists(target):  # age opens -o lazily: an empty plaintext writes no file
+                    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
                 if sha256_file(target) != files[encrypted].get("plain_sha256"):
                     raise RestoreError(f"{plain}: the decrypted file does not match the manifest; nothing was changed")
         finally:
