@@ -10,6 +10,10 @@ parsed body, latency) into a verdict, and composes the messages. The module does
 Vocabulary: every status word is normalised to one of ``pass``, ``warn`` or ``fail`` (the terms of the
 IETF ``application/health+json`` draft). Status words nobody knows count as ``fail`` and the reason
 quotes them, so a typo in an application never reads as healthy.
+
+Shapes: an object with a top-level status (``status``/``state``/``healthy``/``ok``) and/or a dependency map or
+list (``dependencies``/``checks``/``services``/``components``), IETF ``application/health+json``, and a *flat map*
+of checks (Dockerflow ``__heartbeat__``: ``{"storage": true, "cache": false}``), see :func:`flat_checks`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ STATUS_KEYS = ("status", "state", "healthy", "ok")
 DEPENDENCY_KEYS = ("dependencies", "checks", "services", "components")
 # Keys of a dependency object that explain a bad status (IETF uses ``output``).
 DETAIL_KEYS = ("output", "message", "error", "detail", "details", "reason")
+# Keys that make an object an envelope (it is then never read as a flat map of checks).
+ENVELOPE_KEYS = STATUS_KEYS + DEPENDENCY_KEYS
 
 
 @dataclass
@@ -66,6 +72,10 @@ class BodyReport:
     status: str | None = None
     top: Judgement | None = None
     dependencies: dict[str, Judgement] = field(default_factory=dict)
+    flat: bool = False
+    # Not a flat map and no envelope key: the top-level values that look like statuses were not read.
+    unread: dict[str, Judgement] = field(default_factory=dict)
+    not_flat_because: str | None = None
 
     def dependency_statuses(self) -> dict[str, str]:
         return {name: item.status for name, item in self.dependencies.items()}
@@ -163,11 +173,51 @@ def judge_dependency(value: t.Any) -> Judgement:
     return _judge_value(value)
 
 
+def _is_status_value(value: t.Any) -> bool:
+    """A boolean or a known status word (what every value of a flat map must be)."""
+    return isinstance(value, bool) or (isinstance(value, str) and normalize_status(value) is not None)
+
+
+def flat_checks(body: t.Any) -> dict[str, t.Any] | None:
+    """The checks of a flat top-level map, or ``None`` when the body is not one.
+
+    A body is a flat map when it is a JSON object with at least one key, none of the envelope keys
+    (``status``, ``state``, ``healthy``, ``ok``, ``dependencies``, ``checks``, ``services``, ``components``)
+    and every value a boolean or a known status word. Every key is then a check: ``false`` always fails.
+    """
+    if not isinstance(body, dict) or not body or any(key in body for key in ENVELOPE_KEYS):
+        return None
+    if not all(_is_status_value(value) for value in body.values()):
+        return None
+    return {str(key): value for key, value in body.items()}
+
+
+def top_level_status_values(body: t.Any) -> dict[str, Judgement]:
+    """Top-level entries of an object whose value is a boolean or a known status word (envelope keys excluded)."""
+    if not isinstance(body, dict):
+        return {}
+    return {
+        str(key): _judge_value(value)
+        for key, value in body.items()
+        if key not in ENVELOPE_KEYS and _is_status_value(value)
+    }
+
+
 def interpret_body(body: t.Any) -> BodyReport | None:
     """Read a parsed JSON body; ``None`` when it is not a JSON object (then the HTTP code decides)."""
     if not isinstance(body, dict):
         return None
     report = BodyReport()
+    flat = flat_checks(body)
+    if flat is not None:
+        report.flat = True
+        report.dependencies = {name: _judge_value(value) for name, value in flat.items()}
+        return report
+    if not any(key in body for key in ENVELOPE_KEYS):
+        report.unread = top_level_status_values(body)
+        others = [str(k) for k, v in body.items() if not _is_status_value(v)]
+        if report.unread and others:
+            report.not_flat_because = ", ".join(f"'{k}'" for k in others[:3]) + (" ..." if len(others) > 3 else "")
     top = _status_of_mapping(body)
     if top is not None:
         report.status = top.status
@@ -270,12 +320,14 @@ def evaluate(
     strict: bool = False,
     latency_ms: float | None = None,
     max_latency_ms: float | None = None,
+    http_note: str | None = None,
 ) -> Verdict:
     """Judge one HTTP response.
 
     ``status`` is what the endpoint says about itself (HTTP code, top-level status and every dependency,
     worst wins). ``healthy`` additionally applies our own rules: ``require``, ``max_latency_ms`` and
     ``strict`` (warn counts as failure). ``failures`` is empty exactly when ``healthy`` is true.
+    ``http_note`` is appended to the failure about an unexpected HTTP code (a redirect that was not followed).
     """
     status_codes = list(status_codes)
     failures: list[str] = []
@@ -284,6 +336,8 @@ def evaluate(
     code_ok = status_code in status_codes
     if not code_ok:
         failures.append(f"HTTP {status_code} (expected {format_codes(status_codes)})")
+        if http_note:
+            failures[0] += f": {http_note}"
 
     report = interpret_body(body)
     dependencies: dict[str, str] = {}
@@ -307,14 +361,43 @@ def evaluate(
             elif judgement.status == WARN:
                 warnings.append(_describe_dependency(name, judgement))
 
+        if not code_ok and report.top is None and not report.dependencies:
+            detail = _detail_of(body)
+            if detail:
+                failures[0] += f": {detail}"
+
     for name in require or ():
         matches = _find_dependency(name, report.dependencies if report else {})
+        if not matches and report is not None and not report.flat:
+            # An operator's explicit name also finds a top-level boolean or status word outside any envelope.
+            matches = _find_dependency(name, top_level_status_values(body))
+            for dep_name, judgement in matches:
+                dependencies[dep_name] = judgement.status
+                status = worst(status, judgement.status) or status
+                if judgement.status == FAIL or (judgement.status == WARN and strict):
+                    failures.append(_describe_dependency(dep_name, judgement))
+                elif judgement.status == WARN:
+                    warnings.append(_describe_dependency(dep_name, judgement))
         if not matches:
             if report is None:
                 failures.append(f"required dependency '{name}' cannot be checked: the response is not a JSON object")
             else:
                 failures.append(f"required dependency '{name}' is missing from the response")
         # present ones were already judged above (a failing one is already in ``failures``)
+
+    if report is not None and report.unread and report.not_flat_because:
+        # not judged: say so when a value there does not read as pass (a required one was judged above)
+        bad = {k: j for k, j in report.unread.items() if j.status != PASS and k not in dependencies}
+        if bad:
+            values = ", ".join(f"{k}={_fmt_raw(j.raw)}" for k, j in bad.items())
+            note = (
+                f"the body holds {values} but is not read as a flat map of checks"
+                f" ({report.not_flat_because} is neither a boolean nor a status word)"
+            )
+            if code_ok:
+                warnings.append(f"{note}; judged by the HTTP code alone (list such keys in require to check them)")
+            else:
+                failures.append(note)
 
     if latency_ms is not None and max_latency_ms is not None and latency_ms > max_latency_ms:
         failures.append(f"latency {latency_ms:.0f} ms over the limit of {max_latency_ms:g} ms")
@@ -396,6 +479,18 @@ def classify_error(exc: BaseException, *, host: str, netloc: str, timeout: float
             return reason_timeout(timeout)
         return reason_connection(detail)
     return reason_connection(f"{type(exc).__name__}: {exc}")
+
+
+def describe_redirects(redirects: t.Iterable[dict[str, t.Any]]) -> str:
+    """``http://a answered 307 → https://b; https://b answered 301 → https://c``."""
+    return "; ".join(f"{hop['from']} answered {hop['status']} → {hop['to']}" for hop in redirects)
+
+
+def with_redirects(failures: list[str], followed: list[dict[str, t.Any]]) -> list[str]:
+    """Put the redirects that were followed in front of the first reason: ``<hops>; then: <reason>``."""
+    if not failures or not followed:
+        return failures
+    return [f"{describe_redirects(followed)}; then: {failures[0]}", *failures[1:]]
 
 
 def compose_message(url: str, failures: list[str], attempts: int, elapsed_s: float | None = None) -> str:

@@ -23,12 +23,23 @@ description:
     and every dependency listed under C(dependencies), C(checks), C(services) or C(components). A dependency may be
     a word (V(healthy)), a boolean, an object with C(status), C(state), C(healthy) or C(ok), or, as in the IETF
     C(application/health+json) draft, an array of such objects (the worst one counts).
+  - 'It also understands a flat map of checks, the Dockerflow C(__heartbeat__) convention, such as
+    C({"storage": true, "cache": false}). A body is read as a flat map when it is a JSON object with at least one key,
+    none of the keys C(status), C(state), C(healthy), C(ok), C(dependencies), C(checks), C(services) or
+    C(components), and every value is a boolean or a known status word. Every key is then a dependency. V(true) is
+    V(pass), V(false) is V(fail), and words are normalised as below. A V(false) is never healthy, whatever
+    O(status_codes) accepts.'
+  - 'A JSON object without any of those keys that holds other values as well, such as
+    C({"storage": true, "version": "1.2"}), is not a flat map. It is judged by the HTTP status code alone. A warning
+    (or, with an unaccepted code, the failure message) names its top-level booleans and status words that are not
+    V(pass). A name in O(require) also finds such a top-level value, so O(require=[storage]) checks C(storage) there.'
   - Status words are normalised to V(pass), V(warn) or V(fail). V(pass) is pass, ok, up, healthy, true, green, ready,
     available or connected. V(warn) is warn, warning, degraded, yellow or partial. V(fail) is fail, error, down,
     unhealthy, false, red, critical, unavailable or disconnected. An unknown word counts as V(fail), and the reason
     quotes it.
   - A body that is not a JSON object is judged by the HTTP status code alone. A JSON body is parsed even when the
-    code is not accepted (for example a V(503) listing its checks), so the message names the failing dependency.
+    code is not accepted (for example a V(503) listing its checks or a flat map with a V(false)), so the message names
+    the failing dependency. An object without any status gets its C(message), C(error) or C(detail) appended.
   - The endpoint's status is the worst of the HTTP code, the top-level status and all dependencies. The service is
     healthy when that status is V(pass) or V(warn) (only V(pass) with O(strict=true)), every O(require)d dependency
     is present, and the latency is within O(max_latency_ms).
@@ -133,6 +144,21 @@ options:
       - Treat a V(warn) (degraded) status of the endpoint or any dependency as a failure.
     type: bool
     default: false
+  follow_redirects:
+    description:
+      - Follow HTTP redirects (301, 302, 303, 307, 308) of V(GET) and V(HEAD) probes, up to 10 hops, and judge the final
+        answer.
+      - Defaults to V(true), as before this option existed and as M(ansible.builtin.uri), Kubernetes probes and the
+        Prometheus blackbox exporter do, so that an endpoint behind an C(http) to C(https) redirect or a trailing slash
+        redirect keeps working. Redirects are never silent, though. Every hop is returned in RV(redirects). When the
+        probe is unhealthy, the message starts with them, as in C(http://a answered 307 → https://b; then) followed by
+        the reason. When it is healthy, a warning names them.
+      - With V(false), a redirect is the answer. It fails unless its code is in O(status_codes), and the message
+        names where it pointed. Use it for a health gate that must reach the application itself.
+      - A hop to another host does not carry the C(Host), C(Authorization) or C(Cookie) headers of O(headers).
+        O(timeout) covers all hops of an attempt together.
+    type: bool
+    default: true
   fail_on_unhealthy:
     description:
       - Fail the task when the service is unhealthy after the last attempt.
@@ -177,6 +203,17 @@ EXAMPLES = r"""
     url: https://metadata.example.internal/health
     client_cert: /etc/brownie/tls/client.crt
     client_key: /etc/brownie/tls/client.key
+
+- name: Dockerflow heartbeat, a flat map of booleans (503 when one is false)
+  pyfleet.server.health_check:
+    url: http://127.0.0.1:8888/__heartbeat__
+    require:
+      - storage
+
+- name: The app itself must answer, a redirect (for example to https) is a failure
+  pyfleet.server.health_check:
+    url: http://127.0.0.1:8000/health
+    follow_redirects: false
 
 - name: Loyalty readiness, only report (morning checks)
   pyfleet.server.health_check:
@@ -230,8 +267,20 @@ body:
   returned: always
   type: raw
   sample: {"status": "pass", "checks": {"database": "pass", "redis": "pass"}}
+redirects:
+  description:
+    - Redirects answered during the last attempt, in order. Each has the HTTP C(status), the URL it came C(from) and the
+      URL it pointed C(to).
+    - With O(follow_redirects=false), or when a redirect could not be followed, the last entry is the redirect that
+      was not followed, and RV(status_code) is its code.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"status": 307, "from": "http://app.example/health", "to": "https://app.example/health"}]
 failures:
-  description: Reasons why the last attempt was unhealthy. Empty when healthy.
+  description:
+    - Reasons why the last attempt was unhealthy. Empty when healthy.
+    - When redirects were followed, the first reason starts with them and C(; then) precedes the reason.
   returned: always
   type: list
   elements: str
@@ -258,7 +307,7 @@ import http.client
 import time
 import typing as t
 import urllib.error
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
@@ -268,13 +317,18 @@ from ansible_collections.pyfleet.server.plugins.module_utils.health import (
     Verdict,
     classify_error,
     compose_message,
+    describe_redirects,
     evaluate,
     parse_body,
     summary_line,
+    with_redirects,
 )
 
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_ACCEPT = "application/health+json, application/json;q=0.9, */*;q=0.1"
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+CROSS_HOST_DROPPED_HEADERS = ("host", "authorization", "cookie")
 
 
 class HealthProbe:
@@ -299,46 +353,84 @@ class HealthProbe:
             headers["Accept"] = DEFAULT_ACCEPT
         self.headers = headers
 
+    def _request(self, url: str, headers: dict[str, str], timeout: float) -> t.Any:
+        p = self.params
+        return self.opener(
+            url,
+            method=p["method"].upper(),
+            headers=headers,
+            timeout=timeout,
+            validate_certs=p["validate_certs"],
+            ca_path=p["ca_path"],
+            client_cert=p["client_cert"],
+            client_key=p["client_key"],
+            use_proxy=p["use_proxy"],
+            follow_redirects="none",  # hops are followed (and recorded) by attempt()
+            http_agent="pyfleet.server.health_check",
+        )
+
     def attempt(self, timeout: float) -> dict[str, t.Any]:
-        """One request. Returns status_code, body, latency_ms and the verdict."""
+        """One request, following redirects hop by hop. Returns status_code, body, latency_ms, redirects, verdict."""
         p = self.params
         started = self.clock()
+        url = p["url"]
+        headers = dict(self.headers)
+        redirects: list[dict[str, t.Any]] = []
+        stopped: str | None = None  # why the last redirect answered was not followed
         status_code: int | None = None
         raw: bytes | None = None
         content_type: str | None = None
         error: str | None = None
-        try:
-            response = self.opener(
-                p["url"],
-                method=p["method"].upper(),
-                headers=self.headers,
-                timeout=timeout,
-                validate_certs=p["validate_certs"],
-                ca_path=p["ca_path"],
-                client_cert=p["client_cert"],
-                client_key=p["client_key"],
-                use_proxy=p["use_proxy"],
-                follow_redirects="safe",
-                http_agent="pyfleet.server.health_check",
-            )
+        while True:
+            parts = urlsplit(url)
+            remaining = max(timeout - (self.clock() - started), 0.1)
+            location: str | None = None
             try:
-                status_code = response.getcode()
-                content_type = response.headers.get("Content-Type")
-                raw = response.read(MAX_BODY_BYTES)
-            finally:
-                response.close()
-        except urllib.error.HTTPError as exc:
-            status_code = exc.code
-            content_type = exc.headers.get("Content-Type") if exc.headers else None
-            try:
-                raw = exc.read(MAX_BODY_BYTES)
-            except (OSError, http.client.HTTPException):  # the body of an error response is best effort
-                raw = None
-        except (OSError, http.client.HTTPException, UrlsConnectionError, ValueError) as exc:
-            status_code = None
-            error = classify_error(exc, host=self.host, netloc=self.netloc, timeout=timeout)
+                response = self._request(url, headers, remaining)
+                try:
+                    status_code = response.getcode()
+                    content_type = response.headers.get("Content-Type")
+                    raw = response.read(MAX_BODY_BYTES)
+                finally:
+                    response.close()
+            except urllib.error.HTTPError as exc:
+                status_code = exc.code
+                content_type = exc.headers.get("Content-Type") if exc.headers else None
+                if status_code in REDIRECT_CODES and exc.headers and exc.headers.get("Location"):
+                    location = exc.headers.get("Location")
+                try:
+                    raw = exc.read(MAX_BODY_BYTES) if exc.fp is not None else None
+                except (OSError, http.client.HTTPException):  # the body of an error response is best effort
+                    raw = None
+                finally:
+                    exc.close()
+            except (OSError, http.client.HTTPException, UrlsConnectionError, ValueError) as exc:
+                status_code = None
+                error = classify_error(exc, host=parts.hostname or "", netloc=parts.netloc, timeout=remaining)
+            if location is None:
+                break
+            target = urljoin(url, location)
+            redirects.append({"status": status_code, "from": url, "to": target})
+            if not p["follow_redirects"]:
+                stopped = f"redirect to {target} not followed (follow_redirects=false)"
+            elif p["method"].upper() not in ("GET", "HEAD"):
+                stopped = f"redirect to {target} not followed for method {p['method'].upper()}"
+            elif urlsplit(target).scheme.lower() not in ("http", "https"):
+                stopped = f"redirect to {target} not followed (not http or https)"
+            elif any(hop["from"] == target for hop in redirects):
+                stopped = f"redirect loop back to {target}"
+            elif len(redirects) > MAX_REDIRECTS:
+                stopped = f"more than {MAX_REDIRECTS} redirects, the last to {target}"
+            if stopped:
+                break
+            if (urlsplit(target).hostname or "").lower() != (parts.hostname or "").lower():
+                # another host: do not send it this host's Host header nor its credentials
+                headers = {k: v for k, v in headers.items() if k.lower() not in CROSS_HOST_DROPPED_HEADERS}
+            url = target
+            raw = content_type = None
         latency_ms = round((self.clock() - started) * 1000, 1)
 
+        followed = redirects[:-1] if stopped else redirects
         if error is not None:
             verdict = Verdict(healthy=False, status=FAIL, failures=[error])
             body = None
@@ -352,8 +444,20 @@ class HealthProbe:
                 strict=p["strict"],
                 latency_ms=latency_ms,
                 max_latency_ms=p["max_latency_ms"],
+                http_note=stopped,
             )
-        return {"status_code": status_code, "body": body, "latency_ms": latency_ms, "verdict": verdict}
+        verdict.failures = with_redirects(verdict.failures, followed)
+        if verdict.healthy and followed:
+            verdict.warnings.append(
+                f"followed {describe_redirects(followed)}; point url at the final address to probe it directly"
+            )
+        return {
+            "status_code": status_code,
+            "body": body,
+            "latency_ms": latency_ms,
+            "redirects": redirects,
+            "verdict": verdict,
+        }
 
     def run(self) -> dict[str, t.Any]:
         p = self.params
@@ -390,6 +494,7 @@ class HealthProbe:
             "attempts": attempts,
             "dependencies": verdict.dependencies,
             "body": outcome["body"],
+            "redirects": outcome["redirects"],
             "failures": verdict.failures,
             "summary": summary_line(
                 p.get("name") or p["url"],
@@ -425,6 +530,7 @@ def argument_spec() -> dict[str, t.Any]:
         "max_latency_ms": {"type": "float"},
         "strict": {"type": "bool", "default": False},
         "fail_on_unhealthy": {"type": "bool", "default": True},
+        "follow_redirects": {"type": "bool", "default": True},
     }
 
 

@@ -540,3 +540,155 @@ def test_summary_without_an_http_answer():
     line = summary_line("gone", healthy=False, status=FAIL, status_code=None, latency_ms=None, dependencies={},
                         failures=["connection refused by 127.0.0.1:9 (nothing listening?)"])
     assert line == "gone: UNHEALTHY status=fail HTTP - - ms | connection refused by 127.0.0.1:9 (nothing listening?)"
+
+
+# --- flat top-level maps (Dockerflow __heartbeat__, issue 12 A.1) ------------------------------------
+
+HEARTBEAT_OK = {"storage": True, "cache": True, "permission": True}
+HEARTBEAT_STORAGE_DOWN = {"storage": False, "cache": True, "permission": True}
+
+
+def test_flat_map_all_true_is_healthy():
+    verdict = evaluate(200, HEARTBEAT_OK)
+    assert verdict.healthy
+    assert verdict.status == PASS
+    assert verdict.dependencies == {"storage": PASS, "cache": PASS, "permission": PASS}
+    assert verdict.failures == [] and verdict.warnings == []
+
+
+def test_flat_map_one_false_names_the_key():
+    verdict = evaluate(200, HEARTBEAT_STORAGE_DOWN)
+    assert not verdict.healthy
+    assert verdict.status == FAIL
+    assert verdict.dependencies == {"storage": FAIL, "cache": PASS, "permission": PASS}
+    assert verdict.failures == ["dependency 'storage' reported false (fail)"]
+
+
+def test_flat_map_503_is_parsed_for_the_message():
+    verdict = evaluate(503, HEARTBEAT_STORAGE_DOWN)
+    assert verdict.failures == ["HTTP 503 (expected 200)", "dependency 'storage' reported false (fail)"]
+    assert summary_line(
+        "heartbeat", healthy=False, status=verdict.status, status_code=503, latency_ms=3.0,
+        dependencies=verdict.dependencies, failures=verdict.failures,
+    ).startswith("heartbeat: UNHEALTHY status=fail HTTP 503 3.0 ms | degraded/failing: storage=fail | ")  # fmt: skip
+
+
+@pytest.mark.parametrize("codes", [[200, 503], [503], list(range(100, 600))])
+def test_flat_map_false_is_never_healthy_whatever_code_is_accepted(codes):
+    verdict = evaluate(503, HEARTBEAT_STORAGE_DOWN, status_codes=codes)
+    assert not verdict.healthy
+    assert verdict.status == FAIL
+    assert verdict.failures == ["dependency 'storage' reported false (fail)"]
+
+
+def test_flat_map_of_status_words():
+    body = {"database": "ok", "redis": "DOWN", "queue": "degraded"}
+    verdict = evaluate(200, body)
+    assert verdict.dependencies == {"database": PASS, "redis": FAIL, "queue": WARN}
+    assert verdict.failures == ["dependency 'redis' reported 'DOWN' (fail)"]
+    assert verdict.warnings == ["dependency 'queue' reported 'degraded' (warn)"]
+    assert not evaluate(200, {"database": "ok", "queue": "degraded"}, strict=True).healthy
+
+
+def test_flat_map_require_present_key():
+    assert evaluate(200, HEARTBEAT_OK, require=["storage"]).healthy
+    assert evaluate(200, HEARTBEAT_OK, require=["Storage", "cache"]).healthy
+    verdict = evaluate(503, HEARTBEAT_STORAGE_DOWN, require=["storage"])
+    assert verdict.failures.count("dependency 'storage' reported false (fail)") == 1
+    missing = evaluate(200, HEARTBEAT_OK, require=["database"])
+    assert missing.failures == ["required dependency 'database' is missing from the response"]
+
+
+def test_flat_checks_rule():
+    assert health.flat_checks(HEARTBEAT_OK) == HEARTBEAT_OK
+    assert health.flat_checks({"db": "connected"}) == {"db": "connected"}
+    assert health.flat_checks({}) is None
+    assert health.flat_checks([True]) is None
+    # an envelope key anywhere: the envelope rules apply, not the flat map
+    assert health.flat_checks({"ok": True, "storage": False}) is None
+    assert health.flat_checks({"status": "pass", "db": True}) is None
+    # a value that is not a boolean or a known status word
+    assert health.flat_checks({"storage": True, "version": "1.2.3"}) is None
+    assert health.flat_checks({"storage": True, "cache": "sleepy"}) is None
+    assert health.flat_checks({"storage": True, "latency_ms": 3}) is None
+    assert health.flat_checks({"storage": True, "cache": None}) is None
+
+
+def test_mixed_map_is_not_a_flat_map_healthy_code_warns():
+    body = {"storage": False, "cache": True, "version": "1.2.3"}
+    verdict = evaluate(200, body)
+    assert verdict.healthy  # judged by the HTTP code alone
+    assert verdict.dependencies == {}
+    assert verdict.warnings == [
+        "the body holds storage=false but is not read as a flat map of checks ('version' is neither a boolean nor a"
+        " status word); judged by the HTTP code alone (list such keys in require to check them)"
+    ]
+
+
+def test_mixed_map_all_passing_values_is_quiet():
+    verdict = evaluate(200, {"storage": True, "version": "1.2.3", "uptime": 12})
+    assert verdict.healthy and verdict.warnings == [] and verdict.dependencies == {}
+
+
+def test_mixed_map_503_names_the_false_value():
+    verdict = evaluate(503, {"storage": False, "cache": True, "version": "1.2.3"})
+    assert not verdict.healthy
+    assert verdict.failures == [
+        "HTTP 503 (expected 200)",
+        "the body holds storage=false but is not read as a flat map of checks ('version' is neither a boolean nor a"
+        " status word)",
+    ]
+
+
+def test_mixed_map_require_finds_top_level_value():
+    body = {"storage": True, "cache": False, "version": "1.2.3"}
+    verdict = evaluate(200, body, require=["storage"])
+    assert verdict.healthy
+    assert verdict.dependencies == {"storage": PASS}
+    failing = evaluate(200, body, require=["storage", "cache"])
+    assert not failing.healthy
+    assert failing.dependencies == {"storage": PASS, "cache": FAIL}
+    assert failing.status == FAIL
+    assert "dependency 'cache' reported false (fail)" in failing.failures
+    # an accepted 503 does not make a required false healthy either
+    assert not evaluate(503, body, require=["cache"], status_codes=[200, 503]).healthy
+
+
+def test_require_finds_top_level_value_next_to_an_envelope():
+    body = {"ok": True, "storage": False}
+    assert evaluate(200, body).healthy  # not a flat map: ok decides (a flag like degraded=false stays harmless)
+    verdict = evaluate(200, body, require=["storage"])
+    assert verdict.failures == ["dependency 'storage' reported false (fail)"]
+    assert evaluate(200, {"ok": True, "degraded": False}).healthy
+
+
+def test_object_without_status_on_error_code_quotes_its_message():
+    verdict = evaluate(503, {"error": "database unreachable"})
+    assert verdict.failures == ["HTTP 503 (expected 200): database unreachable"]
+    assert evaluate(503, {"version": "1"}).failures == ["HTTP 503 (expected 200)"]
+
+
+def test_http_note_is_appended_to_the_code_failure():
+    verdict = evaluate(307, None, http_note="redirect to https://b/ not followed (follow_redirects=false)")
+    assert verdict.failures == ["HTTP 307 (expected 200): redirect to https://b/ not followed (follow_redirects=false)"]
+    assert evaluate(307, None, status_codes=[307], http_note="x").healthy
+
+
+def test_with_redirects_prefixes_the_first_reason():
+    hops = [
+        {"status": 307, "from": "http://a/h", "to": "https://a/h"},
+        {"status": 301, "from": "https://a/h", "to": "https://a/h/"},
+    ]
+    assert health.describe_redirects(hops) == "http://a/h answered 307 → https://a/h; https://a/h answered 301 → https://a/h/"
+    assert health.with_redirects(["TLS handshake with a failed: x", "other"], hops[:1]) == [
+        "http://a/h answered 307 → https://a/h; then: TLS handshake with a failed: x",
+        "other",
+    ]
+    assert health.with_redirects([], hops) == []
+    assert health.with_redirects(["x"], []) == ["x"]
+
+
+def test_mixed_map_required_key_is_not_warned_about_twice():
+    verdict = evaluate(200, {"storage": False, "cache": False, "version": "1"}, require=["storage"])
+    assert verdict.failures == ["dependency 'storage' reported false (fail)"]
+    assert len(verdict.warnings) == 1 and "cache=false" in verdict.warnings[0] and "storage" not in verdict.warnings[0]
