@@ -458,7 +458,7 @@ def classify_error(exc: BaseException, *, host: str, netloc: str, timeout: float
     if isinstance(exc, ssl.SSLError):
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
             return reason_tls(str(exc))
-        detail = exc.reason or str(exc)
+        detail = getattr(exc, "reason", None) or str(exc)  # set by the ssl module, absent when raised by hand
         if "CERTIFICATE_REQUIRED" in str(detail).upper():
             hint = "the server requires a client certificate: client_cert"
             return f"TLS handshake with {netloc} failed: {detail} ({hint})"

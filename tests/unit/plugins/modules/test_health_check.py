@@ -270,3 +270,132 @@ def test_main_rejects_bad_options(args, message, capsys):
     code, out = run_main(args, capsys)
     assert code == 1
     assert message in out["msg"]
+
+
+# --- redirects (issue 12 A.2) ----------------------------------------------------------------------
+
+
+def redirect(code: int, location: str, url: str = URL) -> urllib.error.HTTPError:
+    """What open_url raises for a 3xx with follow_redirects='none'."""
+    headers = Message()
+    headers["Location"] = location
+    return urllib.error.HTTPError(url, code, "redirect", headers, io.BytesIO(b""))
+
+
+HTTPS = "https://127.0.0.1:8443/readyz"
+
+
+def test_redirects_are_followed_hop_by_hop_and_returned():
+    result, script, _clock = probe([redirect(307, HTTPS), redirect(301, "/readyz/"), OK])
+    assert result["healthy"] is True
+    assert [c["url"] for c in script.calls] == [URL, HTTPS, "https://127.0.0.1:8443/readyz/"]
+    assert all(c["follow_redirects"] == "none" for c in script.calls)
+    assert result["redirects"] == [
+        {"status": 307, "from": URL, "to": HTTPS},
+        {"status": 301, "from": HTTPS, "to": "https://127.0.0.1:8443/readyz/"},
+    ]
+    assert result["status_code"] == 200
+    assert result["latency_ms"] == 30.0  # every hop counts
+    assert result["_warnings"] == [
+        f"followed {URL} answered 307 → {HTTPS}; {HTTPS} answered 301 → https://127.0.0.1:8443/readyz/;"
+        " point url at the final address to probe it directly"
+    ]
+
+
+def test_no_redirect_returns_empty_list():
+    result, _script, _clock = probe([OK])
+    assert result["redirects"] == []
+    assert result["_warnings"] == []
+
+
+def test_error_after_a_redirect_names_the_hop_and_the_host_that_failed():
+    import ssl
+
+    tls = urllib.error.URLError(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"))
+    result, _script, _clock = probe([redirect(307, HTTPS), tls])
+    assert result["healthy"] is False
+    assert result["status_code"] is None
+    assert result["redirects"] == [{"status": 307, "from": URL, "to": HTTPS}]
+    (reason,) = result["failures"]
+    assert reason.startswith(f"{URL} answered 307 → {HTTPS}; then: TLS handshake with 127.0.0.1:8443 failed")
+    assert f"is unhealthy after 1 attempt in 0.0 s: {URL} answered 307 → {HTTPS}; then: TLS handshake" in result["msg"]
+    assert f"| {URL} answered 307 → {HTTPS}; then: TLS handshake" in result["summary"]
+
+
+def test_unhealthy_body_after_a_redirect():
+    result, _script, _clock = probe([redirect(308, HTTPS), http_error(503, b'{"storage": false, "cache": true}')])
+    assert result["status_code"] == 503
+    assert result["dependencies"] == {"storage": "fail", "cache": "pass"}
+    assert result["failures"] == [
+        f"{URL} answered 308 → {HTTPS}; then: HTTP 503 (expected 200)",
+        "dependency 'storage' reported false (fail)",
+    ]
+
+
+def test_follow_redirects_false_reports_the_redirect_as_the_answer():
+    result, script, _clock = probe([redirect(307, HTTPS)], follow_redirects=False)
+    assert len(script.calls) == 1
+    assert result["healthy"] is False
+    assert result["status_code"] == 307
+    assert result["redirects"] == [{"status": 307, "from": URL, "to": HTTPS}]
+    assert result["failures"] == [f"HTTP 307 (expected 200): redirect to {HTTPS} not followed (follow_redirects=false)"]
+
+
+def test_follow_redirects_false_accepts_a_listed_redirect_code():
+    result, _script, _clock = probe([redirect(301, HTTPS)], follow_redirects=False, status_codes=[301])
+    assert result["healthy"] is True
+    assert result["redirects"] == [{"status": 301, "from": URL, "to": HTTPS}]
+
+
+def test_redirect_loop_and_limit():
+    loop, script, _clock = probe([redirect(302, "/b"), redirect(302, URL)])
+    assert len(script.calls) == 2
+    assert loop["failures"] == [
+        f"{URL} answered 302 → http://127.0.0.1:8000/b; then: HTTP 302 (expected 200): redirect loop back to {URL}"
+    ]
+    counter = iter(range(100))
+    endless, script, _clock = probe([lambda: redirect(302, f"/r{next(counter)}")])
+    assert len(script.calls) == 11
+    assert len(endless["redirects"]) == 11
+    assert "more than 10 redirects, the last to http://127.0.0.1:8000/r10" in endless["failures"][0]
+
+
+def test_redirect_not_followed_for_other_methods():
+    result, script, _clock = probe([redirect(307, HTTPS)], method="POST")
+    assert len(script.calls) == 1
+    assert result["failures"] == [f"HTTP 307 (expected 200): redirect to {HTTPS} not followed for method POST"]
+
+
+def test_redirect_to_another_host_drops_host_and_credentials():
+    _result, script, _clock = probe(
+        [redirect(302, "/readyz/"), redirect(302, "https://elsewhere.example/readyz"), OK],
+        headers={"Host": "app.example", "Authorization": "Bearer x", "X-Probe": "1"},
+    )
+    same_host, other_host = script.calls[1]["headers"], script.calls[2]["headers"]
+    assert same_host["Host"] == "app.example" and same_host["Authorization"] == "Bearer x"
+    assert "Host" not in other_host and "Authorization" not in other_host
+    assert other_host["X-Probe"] == "1"
+
+
+def test_timeout_covers_all_hops():
+    _result, script, _clock = probe([redirect(307, HTTPS), OK], cost=2.0, timeout=5.0)
+    assert [c["timeout"] for c in script.calls] == [5.0, pytest.approx(3.0)]
+
+
+def test_main_returns_redirects_and_warns(monkeypatch, capsys):
+    monkeypatch.setattr(health_check, "open_url", Script(FakeClock(), [redirect(301, "/readyz/"), OK]))
+    code, out = run_main({"url": URL}, capsys)
+    assert code == 0
+    assert out["redirects"] == [{"status": 301, "from": URL, "to": URL + "/"}]
+    assert f"followed {URL} answered 301 → {URL}/" in json.dumps(out["warnings"], ensure_ascii=False)
+
+
+def test_main_flat_map_503_accepted_is_still_unhealthy(monkeypatch, capsys):
+    body = b'{"storage": false, "cache": true}'
+    monkeypatch.setattr(health_check, "open_url", Script(FakeClock(), [http_error(503, body)]))
+    code, out = run_main({"url": URL, "status_codes": [200, 503], "require": ["storage"]}, capsys)
+    assert code == 1
+    assert out["healthy"] is False
+    assert out["dependencies"] == {"storage": "fail", "cache": "pass"}
+    assert out["failures"] == ["dependency 'storage' reported false (fail)"]
+    assert out["summary"].startswith(f"{URL}: UNHEALTHY status=fail HTTP 503 ")
