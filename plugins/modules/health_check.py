@@ -406,7 +406,7 @@ class HealthProbe:
                     exc.close()
             except (OSError, http.client.HTTPException, UrlsConnectionError, ValueError) as exc:
                 status_code = None
-                error = classify_error(exc, host=parts.hostname or "", netloc=parts.netloc, timeout=remaining)
+                error = classify_error(exc, host=parts.hostname or "", netloc=parts.netloc, timeout=timeout)
             if location is None:
                 break
             target = urljoin(url, location)

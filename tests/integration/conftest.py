@@ -24,7 +24,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-Responder = t.Callable[["Server", str], tuple[int, t.Any]]
+# A responder returns (code, body) or (code, body, extra headers), e.g. (307, "", {"Location": "https://..."}).
+Responder = t.Callable[["Server", str], tuple]
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Server:
             def do_GET(self) -> None:
                 with server.lock:
                     server.hits += 1
-                code, body = server.responder(server, self.path)
+                code, body, *extra = server.responder(server, self.path)
                 if isinstance(body, (dict, list)):
                     payload, ctype = json.dumps(body).encode(), "application/json"
                 else:
@@ -61,6 +62,8 @@ class Server:
                     self.send_response(code)
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(payload)))
+                    for name, value in (extra[0] if extra else {}).items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(payload)
                 except OSError:  # the client gave up (timeout test)

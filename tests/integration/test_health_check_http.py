@@ -207,3 +207,76 @@ def test_morning_checks_playbook_default_endpoint(serve, run_playbook):
     proc = run_playbook("playbooks/healthcheck.yml", {"app_port": good.port})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "app: healthy status=pass HTTP 200" in proc.stdout
+
+
+# --- flat maps and redirects (issue 12 A.1, A.2) ----------------------------------------------------
+
+
+def heartbeat(storage: bool):
+    def respond(_server, path):
+        if path != "/__heartbeat__":
+            return 404, "not found"
+        return (200 if storage else 503), {"storage": storage, "cache": True}
+
+    return respond
+
+
+def test_flat_heartbeat_map_healthy_with_require(serve, run_module):
+    server = serve(heartbeat(True))
+    run = run_module({"url": server.url("/__heartbeat__"), "require": ["storage"]})
+    assert run.rc == 0, run.stdout
+    assert run.result["healthy"] is True
+    assert run.result["dependencies"] == {"storage": "pass", "cache": "pass"}
+    assert run.result["redirects"] == []
+
+
+def test_flat_heartbeat_map_false_is_unhealthy_even_with_503_accepted(serve, run_module):
+    server = serve(heartbeat(False))
+    run = run_module({"url": server.url("/__heartbeat__"), "require": ["storage"]})
+    assert run.rc != 0
+    assert run.result["failures"] == ["HTTP 503 (expected 200)", "dependency 'storage' reported false (fail)"]
+    assert "degraded/failing: storage=fail" in run.result["summary"]
+    accepted = run_module({"url": server.url("/__heartbeat__"), "status_codes": [200, 503]})
+    assert accepted.rc != 0
+    assert accepted.result["healthy"] is False
+    assert accepted.result["failures"] == ["dependency 'storage' reported false (fail)"]
+
+
+def test_plain_http_redirected_to_https_names_the_hop(serve, run_module, server_tls):
+    """The issue's case: http answered 307 to https, whose certificate is not trusted."""
+    tls = serve(ready, tls=server_tls())
+    plain = serve(lambda _s, path: (307, "", {"Location": tls.url(path)}))
+    run = run_module({"url": plain.url("/readyz")})
+    assert run.rc != 0
+    r = run.result
+    assert r["redirects"] == [{"status": 307, "from": plain.url("/readyz"), "to": tls.url("/readyz")}]
+    assert r["status_code"] is None
+    (reason,) = r["failures"]
+    assert reason.startswith(
+        f"{plain.url('/readyz')} answered 307 → {tls.url('/readyz')}; then: TLS certificate verification failed"
+    )
+    assert f"answered 307 → {tls.url('/readyz')}; then: TLS certificate" in r["msg"]
+
+
+def test_redirect_followed_to_healthy_endpoint_warns(serve, run_module, certs, server_tls):
+    tls = serve(ready, tls=server_tls())
+    plain = serve(lambda _s, path: (301, "", {"Location": tls.url(path)}))
+    run = run_module({"url": plain.url("/readyz"), "ca_path": str(certs["server_cert"])})
+    assert run.rc == 0, run.stdout
+    r = run.result
+    assert r["healthy"] is True
+    assert r["status_code"] == 200
+    assert r["redirects"] == [{"status": 301, "from": plain.url("/readyz"), "to": tls.url("/readyz")}]
+    assert "point url at the final address" in str(r.get("warnings"))
+
+
+def test_redirect_not_followed(serve, run_module):
+    target = serve(ready)
+    plain = serve(lambda _s, _path: (307, "", {"Location": "/elsewhere"}))
+    run = run_module({"url": plain.url("/readyz"), "follow_redirects": False})
+    assert run.rc != 0
+    assert run.result["status_code"] == 307
+    assert run.result["failures"] == [
+        f"HTTP 307 (expected 200): redirect to {plain.url('/elsewhere')} not followed (follow_redirects=false)"
+    ]
+    assert target.hits == 0

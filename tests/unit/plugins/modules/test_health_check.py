@@ -380,6 +380,8 @@ def test_redirect_to_another_host_drops_host_and_credentials():
 def test_timeout_covers_all_hops():
     _result, script, _clock = probe([redirect(307, HTTPS), OK], cost=2.0, timeout=5.0)
     assert [c["timeout"] for c in script.calls] == [5.0, pytest.approx(3.0)]
+    result, _script, _clock = probe([redirect(307, HTTPS), TimeoutError()], cost=2.0, timeout=5.0)
+    assert result["failures"] == [f"{URL} answered 307 → {HTTPS}; then: timeout after 5 s (no response)"]
 
 
 def test_main_returns_redirects_and_warns(monkeypatch, capsys):
