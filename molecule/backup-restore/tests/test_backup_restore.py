@@ -92,9 +92,10 @@ def test_cron_runs_under_lock_and_low_priority(host):
     cron = host.file("/etc/cron.d/pyfleet-backup-fleetdemo").content_string
     assert "*/15 * * * * root nice -n 10 ionice -c 2 -n 7 /usr/local/sbin/pyfleet-backup" in cron
     assert "--components postgresql,redis" in cron and "--components files" in cron
-    # A second run while one holds the lock exits 75 without writing anything.
-    cmd = host.run("flock /run/lock/pyfleet-backup-fleetdemo.lock "
-                   "/usr/local/sbin/pyfleet-backup --quiet --config /etc/pyfleet/backup/fleetdemo.json")
+    # A second run while one holds the lock (the app's, <root>/<app>/.lock) exits 75 without writing anything
+    # (--wait-timeout 0: give up at once instead of waiting for the holder).
+    cmd = host.run(f"flock {ROOT}/.lock /usr/local/sbin/pyfleet-backup --quiet --wait-timeout 0 "
+                   "--config /etc/pyfleet/backup/fleetdemo.json")
     assert cmd.rc == 75, cmd.stdout + cmd.stderr
     assert host.file("/etc/logrotate.d/pyfleet-backup").exists
 
