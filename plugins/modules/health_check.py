@@ -399,11 +399,12 @@ class HealthProbe:
                 if status_code in REDIRECT_CODES and exc.headers and exc.headers.get("Location"):
                     location = exc.headers.get("Location")
                 try:
-                    raw = exc.read(MAX_BODY_BYTES) if exc.fp is not None else None
+                    raw = exc.read(MAX_BODY_BYTES) if getattr(exc, "fp", None) is not None else None
                 except (OSError, http.client.HTTPException):  # the body of an error response is best effort
                     raw = None
                 finally:
-                    exc.close()
+                    if getattr(exc, "fp", None) is not None:
+                        exc.close()
             except (OSError, http.client.HTTPException, UrlsConnectionError, ValueError) as exc:
                 status_code = None
                 error = classify_error(exc, host=parts.hostname or "", netloc=parts.netloc, timeout=timeout)
