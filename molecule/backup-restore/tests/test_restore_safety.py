@@ -134,8 +134,9 @@ def test_redis_restore_failing_midway_keeps_the_previous_data(host):
     assert "restored before it stopped: nothing" in out, out[-4000:]
     redis = host.service("redis-server")
     assert redis.is_running, f"Redis is not running; journal:\n{journal(host, 'redis-server')}"
-    assert wait_for(lambda: host.service("fleetdemo-api").is_running, timeout=30)
-    after = wait_for(lambda: data(host), timeout=30)
+    # The play failed before its health gate: wait for the app that the play started again.
+    assert wait_for(lambda: http_json(host, "GET", "/api/kv")[0] == 200, timeout=60), journal(host, "fleetdemo-api")
+    after = data(host)
     assert after["kv"] == before["kv"], "Redis lost its previous data"
     assert "previous data, not in the set" in str(after["kv"])
     assert after["items"] == before["items"]
