@@ -129,6 +129,7 @@ class RestoreOptions:
     components: tuple[str, ...] = ()
     databases: tuple[str, ...] = ()
     force: bool = False
+    once: bool = False
     keep_previous: int = 1
     state_dir: str = "/var/lib/pyfleet/restore"
     timeout: int = 120
@@ -308,6 +309,7 @@ class Marker:
         self.state_dir = opts.state_dir
         self.path = os.path.join(opts.state_dir, f"{opts.app}.json")
         self.host = host
+        self.once = opts.once
 
     def read(self) -> dict[str, t.Any]:
         try:
@@ -331,6 +333,8 @@ class Marker:
     def unchanged_since(self, key: str, info: SetInfo, fingerprint: dict[str, t.Any] | None) -> bool:
         """The set is the one restored last AND the live data still has the fingerprint it had right after that
         restore. No fingerprint (live data unreadable, an older marker) means: cannot tell, so not unchanged."""
+        if self.once:  # ``once``: restored from this set before = done; what was written since stays
+            return self.matches(key, info)
         recorded = self.entry(key).get("fingerprint")
         return self.matches(key, info) and bool(fingerprint) and recorded == fingerprint
 
@@ -939,8 +943,9 @@ class MongoDBRestore(ComponentRestore):
     def check(self) -> list[Item]:
         # Idempotent only while the live data is still what the set restored; for MongoDB that cannot be known,
         # so it is restored every time (when unsure, restore).
+        done = self.opts.once and self.ctx.marker.matches(self.name, self.info)
         return [Item(key="mongodb", before=self.state(), after={"restored_set": self.info.id},
-                     needed=True, detail=self.detail)]
+                     needed=self.opts.force or not done, detail=self.detail)]
 
     def apply(self, todo: list[Item]) -> dict[str, t.Any]:
         if not todo:

@@ -99,6 +99,15 @@ options:
     description: Restore even when the marker says this set is already restored.
     type: bool
     default: false
+  once:
+    description:
+      - Restore each item only if it was never restored from this set. An item restored from it before counts as
+        done even when it was written since, and those writes stay.
+      - Meant for re-runs of a recovery (C(playbooks/disaster-recovery.yml)), so that a rebuilt host that has
+        served traffic since keeps what it has. Without it, a restore is idempotent only while the live data is
+        still what the set restored. O(force) wins over it.
+    type: bool
+    default: false
   keep_previous:
     description:
       - Whether the copy of the replaced data this run made (C(<db>__pre_<timestamp>), C(<rdb>.pre-<timestamp>)) is
@@ -271,6 +280,7 @@ def argument_spec() -> dict:
         "components": {"type": "list", "elements": "str", "choices": list(RESTORABLE), "default": []},
         "databases": {"type": "list", "elements": "str", "default": []},
         "force": {"type": "bool", "default": False},
+        "once": {"type": "bool", "default": False},
         "keep_previous": {"type": "int", "default": 1},
         "state_dir": {"type": "path", "default": "/var/lib/pyfleet/restore"},
         "timeout": {"type": "int", "default": 120},

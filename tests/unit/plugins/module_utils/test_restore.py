@@ -816,6 +816,25 @@ def test_restore_then_a_write_then_the_same_set_again_restores_again(env):
     assert restorer(env, host).execute()["changed"] is False
 
 
+def test_once_keeps_what_was_written_since_a_restore_from_the_same_set(env):
+    # A re-run of a recovery: the rebuilt host has served traffic since; restoring again would throw that away.
+    host = FakeHost(env / "dump.rdb")
+    restorer(env, host, once=True).execute()
+    host.content["fleetdemo"] = "set data + a row the app wrote"
+    host.redis_dirty += 1
+    host.redis_run += 1
+    assert restorer(env, host, once=True, check_mode=True).execute()["changed"] is False
+    result = restorer(env, host, once=True).execute()
+    assert result["changed"] is False and host.content["fleetdemo"] == "set data + a row the app wrote"
+    assert restorer(env, host, once=True, force=True).execute()["restored"] == ["postgresql/fleetdemo", "redis"]
+
+
+def test_once_still_restores_what_was_never_restored_from_this_set(env):
+    host = FakeHost(env / "dump.rdb")
+    assert restorer(env, host, once=True).execute()["restored"] == ["postgresql/fleetdemo", "redis"]
+    assert host.content["fleetdemo"] == "set data"
+
+
 def test_redis_restarted_or_saved_since_the_restore_counts_as_unsure_and_is_restored(env):
     host = FakeHost(env / "dump.rdb")
     restorer(env, host, components=["redis"]).execute()
