@@ -943,7 +943,8 @@ class MongoDBRestore(ComponentRestore):
     def check(self) -> list[Item]:
         # Idempotent only while the live data is still what the set restored; for MongoDB that cannot be known,
         # so it is restored every time (when unsure, restore).
-        done = self.opts.once and self.ctx.marker.matches(self.name, self.info)
+        # No fingerprint to give: unchanged only with ``once`` (the marker then decides), like the other components.
+        done = self.ctx.marker.unchanged_since(self.name, self.info, None)
         return [Item(key="mongodb", before=self.state(), after={"restored_set": self.info.id},
                      needed=self.opts.force or not done, detail=self.detail)]
 
