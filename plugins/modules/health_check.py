@@ -146,19 +146,22 @@ options:
     default: false
   follow_redirects:
     description:
-      - Follow HTTP redirects (301, 302, 303, 307, 308) of V(GET) and V(HEAD) probes, up to 10 hops, and judge the final
-        answer.
-      - Defaults to V(true), as before this option existed and as M(ansible.builtin.uri), Kubernetes probes and the
-        Prometheus blackbox exporter do, so that an endpoint behind an C(http) to C(https) redirect or a trailing slash
-        redirect keeps working. Redirects are never silent, though. Every hop is returned in RV(redirects). When the
-        probe is unhealthy, the message starts with them, as in C(http://a answered 307 → https://b; then) followed by
-        the reason. When it is healthy, a warning names them.
-      - With V(false), a redirect is the answer. It fails unless its code is in O(status_codes), and the message
-        names where it pointed. Use it for a health gate that must reach the application itself.
-      - A hop to another host does not carry the C(Host), C(Authorization) or C(Cookie) headers of O(headers).
-        O(timeout) covers all hops of an attempt together.
-    type: bool
-    default: true
+      - Which HTTP redirects (301, 302, 303, 307, 308) of V(GET) and V(HEAD) probes to follow, up to 10 hops,
+        judging the final answer.
+      - V(same_host) (the default) follows a redirect only to the same host name as O(url), whatever the scheme
+        and port, so an C(http) to C(https) or trailing-slash redirect keeps working, but a probe of a loopback
+        address never wanders off to the public name a server redirects to (and then blames that host's TLS).
+      - V(all) (or V(yes)/V(true)) follows redirects to any host, as M(ansible.builtin.uri) does. A hop to another host
+        does not carry the C(Host), C(Authorization) or C(Cookie) headers of O(headers).
+      - V(none) (or V(no)/V(false)) makes a redirect the answer. It fails unless its code is in O(status_codes). Use it
+        for a health gate that must reach the application itself.
+      - Redirects are never silent. Every hop seen is returned in RV(redirects); a redirect not followed is named in
+        the message with the reason. When the probe is unhealthy, the message starts with the hops followed, as in
+        C(http://a answered 307 → https://a; then) followed by the reason. When it is healthy, a warning names them.
+      - O(timeout) covers all hops of an attempt together.
+    type: str
+    choices: [same_host, all, none, "yes", "no"]
+    default: same_host
   fail_on_unhealthy:
     description:
       - Fail the task when the service is unhealthy after the last attempt.
@@ -213,7 +216,7 @@ EXAMPLES = r"""
 - name: The app itself must answer, a redirect (for example to https) is a failure
   pyfleet.server.health_check:
     url: http://127.0.0.1:8000/health
-    follow_redirects: false
+    follow_redirects: none
 
 - name: Loyalty readiness, only report (morning checks)
   pyfleet.server.health_check:
@@ -271,8 +274,8 @@ redirects:
   description:
     - Redirects answered during the last attempt, in order. Each has the HTTP C(status), the URL it came C(from) and the
       URL it pointed C(to).
-    - With O(follow_redirects=false), or when a redirect could not be followed, the last entry is the redirect that
-      was not followed, and RV(status_code) is its code.
+    - With O(follow_redirects=none), or when a redirect was not followed (another host with V(same_host), not http(s),
+      a loop, too many hops), the last entry is the redirect that was not followed, and RV(status_code) is its code.
   returned: always
   type: list
   elements: dict
@@ -412,8 +415,12 @@ class HealthProbe:
                 break
             target = urljoin(url, location)
             redirects.append({"status": status_code, "from": url, "to": target})
-            if not p["follow_redirects"]:
-                stopped = f"redirect to {target} not followed (follow_redirects=false)"
+            other_host = (urlsplit(target).hostname or "").lower() != (parts.hostname or "").lower()
+            if p["follow_redirects"] == "none":
+                stopped = f"redirect to {target} not followed (follow_redirects=none)"
+            elif other_host and p["follow_redirects"] != "all":
+                stopped = (f"redirect to {target} not followed: another host than {parts.hostname} "
+                           f"(follow_redirects=same_host; use all to follow it)")
             elif p["method"].upper() not in ("GET", "HEAD"):
                 stopped = f"redirect to {target} not followed for method {p['method'].upper()}"
             elif urlsplit(target).scheme.lower() not in ("http", "https"):
@@ -424,7 +431,7 @@ class HealthProbe:
                 stopped = f"more than {MAX_REDIRECTS} redirects, the last to {target}"
             if stopped:
                 break
-            if (urlsplit(target).hostname or "").lower() != (parts.hostname or "").lower():
+            if other_host:
                 # another host: do not send it this host's Host header nor its credentials
                 headers = {k: v for k, v in headers.items() if k.lower() not in CROSS_HOST_DROPPED_HEADERS}
             url = target
@@ -531,7 +538,9 @@ def argument_spec() -> dict[str, t.Any]:
         "max_latency_ms": {"type": "float"},
         "strict": {"type": "bool", "default": False},
         "fail_on_unhealthy": {"type": "bool", "default": True},
-        "follow_redirects": {"type": "bool", "default": True},
+        "follow_redirects": {
+            "type": "str", "default": "same_host", "choices": ["same_host", "all", "none", "yes", "no"],
+        },
     }
 
 
@@ -542,6 +551,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
+    p["follow_redirects"] = {"yes": "all", "no": "none"}.get(p["follow_redirects"], p["follow_redirects"])
     scheme = urlsplit(p["url"]).scheme.lower()
     if scheme not in ("http", "https"):
         module.fail_json(msg=f"url must start with http:// or https://, got {p['url']!r}")

@@ -273,10 +273,25 @@ def test_redirect_followed_to_healthy_endpoint_warns(serve, run_module, certs, s
 def test_redirect_not_followed(serve, run_module):
     target = serve(ready)
     plain = serve(lambda _s, _path: (307, "", {"Location": "/elsewhere"}))
-    run = run_module({"url": plain.url("/readyz"), "follow_redirects": False})
+    run = run_module({"url": plain.url("/readyz"), "follow_redirects": "none"})
     assert run.rc != 0
     assert run.result["status_code"] == 307
     assert run.result["failures"] == [
-        f"HTTP 307 (expected 200): redirect to {plain.url('/elsewhere')} not followed (follow_redirects=false)"
+        f"HTTP 307 (expected 200): redirect to {plain.url('/elsewhere')} not followed (follow_redirects=none)"
     ]
     assert target.hits == 0
+
+
+def test_redirect_to_another_host_is_reported_not_followed(serve, run_module):
+    """Issue 16.6: a loopback probe redirected to another name stops there (and says so) unless asked to follow."""
+    target = serve(ready)
+    other = target.url("/readyz").replace("127.0.0.1", "localhost")
+    plain = serve(lambda _s, _path: (308, "", {"Location": other}))
+    run = run_module({"url": plain.url("/readyz")})
+    assert run.rc != 0
+    assert run.result["redirects"] == [{"status": 308, "from": plain.url("/readyz"), "to": other}]
+    assert "not followed: another host than 127.0.0.1 (follow_redirects=same_host" in run.result["failures"][0]
+    assert target.hits == 0
+    followed = run_module({"url": plain.url("/readyz"), "follow_redirects": True})
+    assert followed.rc == 0, followed.stdout
+    assert target.hits == 1

@@ -669,8 +669,8 @@ def test_object_without_status_on_error_code_quotes_its_message():
 
 
 def test_http_note_is_appended_to_the_code_failure():
-    verdict = evaluate(307, None, http_note="redirect to https://b/ not followed (follow_redirects=false)")
-    assert verdict.failures == ["HTTP 307 (expected 200): redirect to https://b/ not followed (follow_redirects=false)"]
+    verdict = evaluate(307, None, http_note="redirect to https://b/ not followed (follow_redirects=none)")
+    assert verdict.failures == ["HTTP 307 (expected 200): redirect to https://b/ not followed (follow_redirects=none)"]
     assert evaluate(307, None, status_codes=[307], http_note="x").healthy
 
 

@@ -332,17 +332,17 @@ def test_unhealthy_body_after_a_redirect():
     ]
 
 
-def test_follow_redirects_false_reports_the_redirect_as_the_answer():
-    result, script, _clock = probe([redirect(307, HTTPS)], follow_redirects=False)
+def test_follow_redirects_none_reports_the_redirect_as_the_answer():
+    result, script, _clock = probe([redirect(307, HTTPS)], follow_redirects="none")
     assert len(script.calls) == 1
     assert result["healthy"] is False
     assert result["status_code"] == 307
     assert result["redirects"] == [{"status": 307, "from": URL, "to": HTTPS}]
-    assert result["failures"] == [f"HTTP 307 (expected 200): redirect to {HTTPS} not followed (follow_redirects=false)"]
+    assert result["failures"] == [f"HTTP 307 (expected 200): redirect to {HTTPS} not followed (follow_redirects=none)"]
 
 
-def test_follow_redirects_false_accepts_a_listed_redirect_code():
-    result, _script, _clock = probe([redirect(301, HTTPS)], follow_redirects=False, status_codes=[301])
+def test_follow_redirects_none_accepts_a_listed_redirect_code():
+    result, _script, _clock = probe([redirect(301, HTTPS)], follow_redirects="none", status_codes=[301])
     assert result["healthy"] is True
     assert result["redirects"] == [{"status": 301, "from": URL, "to": HTTPS}]
 
@@ -370,11 +370,38 @@ def test_redirect_to_another_host_drops_host_and_credentials():
     _result, script, _clock = probe(
         [redirect(302, "/readyz/"), redirect(302, "https://elsewhere.example/readyz"), OK],
         headers={"Host": "app.example", "Authorization": "Bearer x", "X-Probe": "1"},
+        follow_redirects="all",
     )
     same_host, other_host = script.calls[1]["headers"], script.calls[2]["headers"]
     assert same_host["Host"] == "app.example" and same_host["Authorization"] == "Bearer x"
     assert "Host" not in other_host and "Authorization" not in other_host
     assert other_host["X-Probe"] == "1"
+
+
+def test_redirect_to_another_host_is_not_followed_by_default():
+    """A loopback probe must not wander off to the public name the server redirects to (issue 16.6)."""
+    public = "https://api.example.com/readyz"
+    result, script, _clock = probe([redirect(301, "/readyz/"), redirect(308, public)])
+    assert [c["url"] for c in script.calls] == [URL, URL + "/"]
+    assert result["healthy"] is False
+    assert result["status_code"] == 308
+    assert result["redirects"] == [
+        {"status": 301, "from": URL, "to": URL + "/"},
+        {"status": 308, "from": URL + "/", "to": public},
+    ]
+    assert result["failures"] == [
+        f"{URL} answered 301 → {URL}/; then: HTTP 308 (expected 200): redirect to {public} not followed: another host"
+        " than 127.0.0.1 (follow_redirects=same_host; use all to follow it)"
+    ]
+
+
+@pytest.mark.parametrize(("given", "calls"), [(True, 2), ("yes", 2), ("all", 2), (False, 1), ("no", 1), ("none", 1)])
+def test_main_maps_booleans_onto_the_choices(monkeypatch, capsys, given, calls):
+    script = Script(FakeClock(), [redirect(307, "https://elsewhere.example/readyz"), OK])
+    monkeypatch.setattr(health_check, "open_url", script)
+    code, out = run_main({"url": URL, "follow_redirects": given}, capsys)
+    assert len(script.calls) == calls
+    assert code == (0 if calls == 2 else 1), out
 
 
 def test_timeout_covers_all_hops():

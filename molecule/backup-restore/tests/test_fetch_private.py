@@ -1,0 +1,66 @@
+"""fetch-backup.yml: copies on the controller stay private, and a non-root connection streams instead of slurping.
+
+ansible.builtin.fetch with become reads a file through slurp (base64, whole file in memory on both ends); the play
+must fetch as the connecting user from a private staging copy instead, and leave nothing behind on the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import stat
+
+import pytest
+from helpers import APP, run_playbook
+
+OPERATOR = "pyfleetop"
+
+
+@pytest.fixture(scope="module")
+def operator(host):
+    """A non-root login with passwordless sudo, as on most real servers (the Docker connection runs as it)."""
+    host.check_output(
+        f"id {OPERATOR} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {OPERATOR}; "
+        f"echo '{OPERATOR} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{OPERATOR}; chmod 0440 /etc/sudoers.d/{OPERATOR}"
+    )
+    result = run_playbook("playbooks/backup.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    return OPERATOR
+
+
+def host_set_checksums(host, set_path: str) -> dict[str, str]:
+    out = host.check_output(f"cd {set_path} && find . -type f -not -name '.*' -exec sha256sum {{}} +")
+    return {line.split()[1][2:]: line.split()[0] for line in out.splitlines()}
+
+
+def fetched(tmp_path, host) -> tuple[str, dict[str, str]]:
+    app_dir = tmp_path / "offsite" / host.backend.get_hostname() / APP
+    (set_dir,) = list(app_dir.iterdir())
+    sums = {}
+    for path in [app_dir.parent, app_dir, *sorted(set_dir.rglob("*")), set_dir]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), f"{path} is {oct(mode)} on the controller"
+        if path.is_file():
+            sums[str(path.relative_to(set_dir))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return set_dir.name, sums
+
+
+@pytest.mark.parametrize("connect_as", ["root", OPERATOR])
+def test_fetch_streams_a_private_copy(host, operator, tmp_path, connect_as):
+    extra = ["-e", f"pyfleet_offsite_dir={tmp_path / 'offsite'}", "-vvv"]
+    if connect_as != "root":
+        extra += ["-e", f"ansible_user={connect_as}"]
+    result = run_playbook("playbooks/fetch-backup.yml", *extra)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+    set_id, sums = fetched(tmp_path, host)
+    assert sums == host_set_checksums(host, f"/var/backups/pyfleet/{APP}/{set_id}")
+    assert any(name.startswith("files/") for name in sums), sorted(sums)
+
+    # Streamed by the connection's own transfer from where this user may read, never slurped through become.
+    sources = re.findall(r"FETCH (\S+) TO ", result.stdout)
+    assert len(sources) == len(sums), result.stdout[-4000:]
+    where = f"/var/backups/pyfleet/{APP}/{set_id}/" if connect_as == "root" else "/var/tmp/pyfleet-fetch-"
+    assert all(src.startswith(where) for src in sources), sources
+    assert "slurp" not in result.stdout
+    assert host.check_output("ls -A /var/tmp | grep -c '^pyfleet-fetch-' || true") == "0", "staging copy left behind"
