@@ -102,7 +102,8 @@ def test_only_allowed_ports_answer_from_outside(host):
     for port in (22, 9999):
         host.run(f"systemd-run --unit pyfleet-listen-{port} python3 -m http.server --bind 0.0.0.0 {port}")
     try:
-        assert wait_for(lambda: host.socket("tcp://0.0.0.0:9999").is_listening, timeout=15)
+        for port in (22, 9999):  # both listening before the probe, or a slow start reads as "closed"
+            assert wait_for(lambda p=port: host.socket(f"tcp://0.0.0.0:{p}").is_listening, timeout=60), port
         seen = edge.probe_ports(host, [22, 80, 443, 8000, 5432, 6379, 9999])
     finally:
         for port in (22, 9999):
@@ -124,10 +125,10 @@ def test_forced_rotation_keeps_the_app_logging(host):
     _curl(host, f"-o /dev/null https://localhost{marker}")
     new = host.file(log)
     assert new.user == APP and new.group == APP and new.mode == 0o640
-    assert wait_for(lambda: "/readyz" in host.file(log).content_string, timeout=10), "the app stopped logging"
+    assert wait_for(lambda: "/readyz" in host.file(log).content_string, timeout=30), "the app stopped logging"
     path = marker.split("?", maxsplit=1)[0]
     access_log = host.file(f"/var/log/nginx/{APP}/access.log")
-    assert wait_for(lambda: path in access_log.content_string, timeout=10), "nginx kept writing to the rotated file"
+    assert wait_for(lambda: path in access_log.content_string, timeout=30), "nginx kept writing to the rotated file"
     print("rotation:", host.check_output(f"ls -l /var/log/{APP} /var/log/nginx/{APP}"))
 
 
