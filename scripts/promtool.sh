@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Usage: scripts/promtool.sh [promtool|amtool]
+# Usage: scripts/promtool.sh [promtool|amtool|prometheus-blackbox-exporter]
 #
-# Prints the path of a promtool (default) or amtool binary taken from Debian 12's own packages
-# (prometheus 2.42 / prometheus-alertmanager 0.25, the versions the monitoring role installs on the
-# monitoring host), so the controller can check and unit-test rule files and configurations without
+# Prints the path of a promtool (default), amtool or blackbox exporter binary taken from Debian 12's own
+# packages (prometheus 2.42 / prometheus-alertmanager 0.25 / prometheus-blackbox-exporter 0.23, the versions
+# the monitoring role installs on the monitoring host), so the controller can check and unit-test rule files and configurations without
 # a Prometheus daemon. The .deb is fetched with `apt-get download` into a staging directory under
 # build/, only usr/bin/<tool> is extracted (dpkg-deb's filesystem tarball), and the binary lands in
 # build/promtool/usr/bin/<tool>. Nothing is installed or started on the controller.
@@ -16,7 +16,8 @@ tool=${1:-promtool}
 case "$tool" in
   promtool) package=prometheus ;;
   amtool) package=prometheus-alertmanager ;;
-  *) echo "usage: $0 [promtool|amtool]" >&2; exit 2 ;;
+  prometheus-blackbox-exporter) package=prometheus-blackbox-exporter ;;
+  *) echo "usage: $0 [promtool|amtool|prometheus-blackbox-exporter]" >&2; exit 2 ;;
 esac
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
