@@ -41,6 +41,7 @@ lint: setup
 unit: setup
 	$(TIMED) unit scripts/run-pytest.sh tests/unit
 	$(TIMED) unit:app scripts/app-tests.sh
+	$(TIMED) unit:promtool scripts/promtool-tests.sh
 
 integration: image wheelhouse
 	$(TIMED) integration scripts/run-pytest.sh tests/integration
