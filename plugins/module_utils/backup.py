@@ -897,7 +897,7 @@ def dir_tree(path: str) -> dict[str, t.Any]:
             kind = "d"
         elif stat.S_ISREG(mode):
             kind = "f"
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
             digest = hashlib.sha256()
             with os.fdopen(fd, "rb") as handle:
                 for chunk in iter(lambda: handle.read(_CHUNK), b""):
