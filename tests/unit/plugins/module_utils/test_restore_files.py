@@ -97,7 +97,7 @@ def test_tree_checksum_sees_content_modes_links_but_not_times(tmp_path, data):
     for change in (lambda: os.chmod(data / "keep.txt", 0o604),
                    lambda: (data / "keep.txt").write_text("keep mE\n"),
                    lambda: (os.unlink(data / "latest"), os.symlink("uploads", data / "latest")),
-                   lambda: (data / "stray").mkdir()):
+                   (data / "stray").mkdir):
         change()
         assert b.dir_tree(str(data))["tree_sha256"] != first
         first = b.dir_tree(str(data))["tree_sha256"]
