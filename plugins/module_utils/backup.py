@@ -20,7 +20,8 @@ It holds ``manifest.json`` and one file or folder per component::
     postgresql/<db>.dump          pg_dump -Fc  (or postgresql/<db>.dir/ with format=directory)
     redis/dump.rdb                the RDB written by BGSAVE, copied once LASTSAVE moved
     mongodb/<name>.archive.gz     mongodump --archive --gzip
-    files/files.tar.gz            the app's config, shared/ data and current release
+    files/files.tar.gz            the app's config and current release: archived for reference, never restored
+    files/data-<n>-<slug>.tar.gz  one per data path (the app's shared/ and state dir): restored by the restore module
 
 A set is written under ``.tmp-<id>`` and renamed when complete, so a set directory without the ``.tmp-`` prefix
 either is complete or was damaged afterwards (which the checksums reveal). With age encryption every file is
@@ -59,8 +60,9 @@ SET_ID_FORMAT = "%Y%m%dT%H%M%SZ"
 # The one list of what a backup set can hold, in the order components are taken (and restored). The modules'
 # argument specs and pyfleet.server.restore's component classes follow it; their docs repeat it, a unit test checks.
 COMPONENTS = ("postgresql", "redis", "mongodb", "files")
-# What pyfleet.server.restore puts back; the files tarball is extracted by hand after a look (docs/backup.md).
-RESTORABLE = tuple(c for c in COMPONENTS if c != "files")
+# What pyfleet.server.restore puts back: every component. Of ``files`` only the data paths (``data`` entries of the
+# manifest, one archive each); the config/code archive files/files.tar.gz is for reference only (docs/backup.md).
+RESTORABLE = COMPONENTS
 MONGO_ARCHIVE_MAGIC = 0x8199E26D
 _CHUNK = 1024 * 1024
 
@@ -297,6 +299,9 @@ def component_paths(manifest: dict[str, t.Any]) -> list[tuple[str, str]]:
             continue
         if detail.get("file"):
             paths.append((name, str(detail["file"])))
+        for entry in detail.get("data") or []:
+            if isinstance(entry, dict) and entry.get("file"):
+                paths.append((f"{name} {entry.get('path')}", str(entry["file"])))
         for database, entry in sorted((detail.get("databases") or {}).items()):
             if isinstance(entry, dict) and entry.get("file"):
                 paths.append((f"{name} {database}", str(entry["file"])))
@@ -794,6 +799,178 @@ def check_mongo_archive(path: str) -> list[str]:
     return []
 
 
+# ---- file data (data paths of the files component) ---------------------------------------------------------
+#
+# A *data path* is a directory the app writes its data to (its shared/ and state dir). Each is archived on its own
+# (``files/data-<n>-<slug>.tar.gz``, the directory itself as member ``.``) and described by a manifest entry
+# ``components.files.data[]`` with the path, its owner, group and mode, the archive's sha256 and a *tree checksum*:
+# the sha256 of one line per entry (relative path, type, mode, owner and group by name, content sha256 or link
+# target; not times). The restore module computes the same checksum of the live directory (what check mode
+# compares) and of its staged copy (proved before it is swapped in). Config and code paths (``paths``) go to
+# ``files/files.tar.gz`` and are never restored.
+
+
+def data_archive_name(index: int, path: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", path.strip("/"))[:60] or "root"
+    return f"files/data-{index}-{slug}.tar.gz"
+
+
+def paths_overlap(a: str, b: str) -> bool:
+    """One of the two absolute paths is the other or lies inside it."""
+    a, b = os.path.normpath(a), os.path.normpath(b)
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+def data_path_problems(paths: list[str], root: str | None = None, config_paths: t.Iterable[str] = ()) -> list[str]:
+    """Why a list of data paths cannot be backed up and restored (the role's preflight says the same in YAML)."""
+    problems = []
+    for index, path in enumerate(paths):
+        if not isinstance(path, str) or not path.startswith("/"):
+            problems.append(f"data path {path!r} is not absolute")
+            continue
+        if os.path.normpath(path) == "/":
+            problems.append("data path '/' would replace the whole system")
+            continue
+        problems += [f"data path {path} overlaps data path {other}" for other in paths[index + 1:]
+                     if isinstance(other, str) and other.startswith("/") and paths_overlap(path, other)]
+        if root and paths_overlap(path, root):
+            problems.append(f"data path {path} overlaps the backup root {root}")
+        problems += [f"data path {path} overlaps the config/code path {other}" for other in config_paths
+                     if paths_overlap(path, other)]
+        if os.path.islink(path):
+            problems.append(f"data path {path} is a symlink (name the directory it points to)")
+    return problems
+
+
+class _Names:
+    """uid/gid -> name (the number as text when the name is unknown here), cached."""
+
+    def __init__(self) -> None:
+        self.users: dict[int, str] = {}
+        self.groups: dict[int, str] = {}
+
+    def user(self, uid: int) -> str:
+        if uid not in self.users:
+            import pwd
+
+            try:
+                self.users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self.users[uid] = str(uid)
+        return self.users[uid]
+
+    def group(self, gid: int) -> str:
+        if gid not in self.groups:
+            import grp
+
+            try:
+                self.groups[gid] = grp.getgrgid(gid).gr_name
+            except KeyError:
+                self.groups[gid] = str(gid)
+        return self.groups[gid]
+
+
+def _tree_summary(lines: dict[str, str], size: int) -> dict[str, t.Any]:
+    digest = hashlib.sha256("\n".join(lines[k] for k in sorted(lines)).encode("utf-8", "surrogateescape"))
+    return {"tree_sha256": digest.hexdigest(), "entries": len(lines), "bytes": size}
+
+
+def _tree_line(rel: str, kind: str, mode: int, owner: str, group: str, extra: str) -> str:
+    return json.dumps([rel, kind, f"{mode & 0o7777:04o}", owner, group, extra], ensure_ascii=True)
+
+
+def dir_tree(path: str) -> dict[str, t.Any]:
+    """Tree checksum of the directory ``path`` (entries, bytes of regular files): nothing is followed; sockets are
+    left out (tar leaves them out too)."""
+    names = _Names()
+    lines: dict[str, str] = {}
+    size = 0
+
+    def visit(full: str, rel: str) -> None:
+        nonlocal size
+        st = os.lstat(full)
+        mode = st.st_mode
+        if stat.S_ISSOCK(mode):
+            return
+        extra = ""
+        if stat.S_ISDIR(mode):
+            kind = "d"
+        elif stat.S_ISREG(mode):
+            kind = "f"
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "rb") as handle:
+                for chunk in iter(lambda: handle.read(_CHUNK), b""):
+                    digest.update(chunk)
+            extra = digest.hexdigest()
+            size += st.st_size
+        elif stat.S_ISLNK(mode):
+            kind, extra = "l", os.readlink(full)
+        else:
+            kind = "o"
+        lines[rel] = _tree_line(rel, kind, mode, names.user(st.st_uid), names.group(st.st_gid), extra)
+        if kind == "d":
+            for entry in sorted(os.listdir(full)):
+                visit(os.path.join(full, entry), entry if rel == "." else f"{rel}/{entry}")
+
+    visit(path, ".")
+    return _tree_summary(lines, size)
+
+
+def archive_members(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """The members of a data archive, refused unless every one stays inside the directory it restores: a relative
+    name without ``..``, no member below a symlink member, hard links to earlier members only."""
+    members = archive.getmembers()
+    seen: set[str] = set()
+    links: set[str] = set()
+    for member in members:
+        rel = os.path.normpath(member.name)
+        parts = rel.split("/")
+        if member.name.startswith("/") or ".." in parts:
+            raise BackupError(f"archive member {member.name!r} points outside the directory it restores")
+        if any("/".join(parts[:n]) in links for n in range(1, len(parts))):
+            raise BackupError(f"archive member {member.name!r} lies below a symlink of the archive")
+        if member.islnk() and os.path.normpath(member.linkname) not in seen:
+            raise BackupError(f"archive member {member.name!r} is a hard link to {member.linkname!r}, which is not "
+                              "an earlier member")
+        if member.issym():
+            links.add(rel)
+        seen.add(rel)
+    return members
+
+
+def archive_tree(path: str) -> dict[str, t.Any]:
+    """Tree checksum of what the data archive ``path`` restores (the same lines as :func:`dir_tree`)."""
+    lines: dict[str, str] = {}
+    contents: dict[str, str] = {}
+    size = 0
+    with tarfile.open(path, "r:gz") as archive:
+        for member in archive_members(archive):
+            rel = os.path.normpath(member.name)
+            extra = ""
+            if member.isdir():
+                kind = "d"
+            elif member.isreg():
+                kind = "f"
+                digest = hashlib.sha256()
+                handle = archive.extractfile(member)
+                if handle is not None:
+                    for chunk in iter(lambda: handle.read(_CHUNK), b""):  # noqa: B023 - consumed right here
+                        digest.update(chunk)
+                extra = contents[rel] = digest.hexdigest()
+                size += member.size
+            elif member.islnk():
+                kind = "f"
+                extra = contents[rel] = contents.get(os.path.normpath(member.linkname), "")
+            elif member.issym():
+                kind, extra = "l", member.linkname
+            else:
+                kind = "o"
+            lines[rel] = _tree_line(rel, kind, member.mode, member.uname or str(member.uid),
+                                    member.gname or str(member.gid), extra)
+    return _tree_summary(lines, size)
+
+
 # ---- age encryption -----------------------------------------------------------------------------------------
 
 
@@ -1060,26 +1237,60 @@ class BackupJob:
         return {"file": f"mongodb/{name}.archive.gz", "database": cfg.get("database")}
 
     def backup_files(self, set_dir: str) -> dict[str, t.Any]:
+        """``paths`` (config, code) into files/files.tar.gz, for reference only; each of ``data_paths`` into an
+        archive of its own with a ``data`` entry in the manifest, which the restore module restores."""
         cfg = self.config["files"]
         folder = os.path.join(set_dir, "files")
         os.mkdir(folder, 0o700)
-        target = os.path.join(folder, "files.tar.gz")
-        entries = []
+        detail: dict[str, t.Any] = {}
+        if cfg.get("paths"):
+            target = os.path.join(folder, "files.tar.gz")
+            entries = []
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as archive:
+                for path in cfg["paths"]:
+                    if not os.path.lexists(path):
+                        self.log(f"files: {path} does not exist, skipped")
+                        continue
+                    real = os.path.realpath(path)
+                    # current -> releases/<version>: keep the link and the release it points to.
+                    if os.path.islink(path):
+                        archive.add(path, arcname=path.lstrip("/"), recursive=False)
+                    archive.add(real, arcname=real.lstrip("/"))
+                    entries.append({"path": path, "target": real if real != path else None})
+            with tarfile.open(target, "r:gz") as archive:
+                members = len(archive.getmembers())
+            detail.update({"file": "files/files.tar.gz", "paths": entries, "members": members})
+        problems = data_path_problems(list(cfg.get("data_paths") or []), self.root, cfg.get("paths") or [])
+        if problems:
+            raise BackupError("files: " + "; ".join(problems) + " (backup_data_paths)")
+        data = []
+        for index, path in enumerate(cfg.get("data_paths") or [], start=1):
+            entry = self._backup_data_path(set_dir, index, path)
+            if entry:
+                data.append(entry)
+        detail["data"] = data
+        return detail
+
+    def _backup_data_path(self, set_dir: str, index: int, path: str) -> dict[str, t.Any] | None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self.log(f"files: data path {path} does not exist, skipped")
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            raise BackupError(f"files: data path {path} is not a directory (backup_data_paths)")
+        rel = data_archive_name(index, path)
+        target = os.path.join(set_dir, rel)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as archive:
-            for path in cfg["paths"]:
-                if not os.path.lexists(path):
-                    self.log(f"files: {path} does not exist, skipped")
-                    continue
-                real = os.path.realpath(path)
-                # current -> releases/<version>: keep the link and the release it points to.
-                if os.path.islink(path):
-                    archive.add(path, arcname=path.lstrip("/"), recursive=False)
-                archive.add(real, arcname=real.lstrip("/"))
-                entries.append({"path": path, "target": real if real != path else None})
-        with tarfile.open(target, "r:gz") as archive:
-            members = len(archive.getmembers())
-        return {"file": "files/files.tar.gz", "paths": entries, "members": members}
+            archive.add(path, arcname=".")  # symlinks are archived as symlinks, never followed
+        tree = archive_tree(target)  # what a restore brings back, read from the archive itself
+        names = _Names()
+        self.log(f"files: data path {path} archived ({tree['entries']} entries, {human_size(tree['bytes'])})")
+        return {"path": path, "data": True, "file": rel, "sha256": sha256_file(target),
+                "owner": names.user(st.st_uid), "group": names.group(st.st_gid), "uid": st.st_uid, "gid": st.st_gid,
+                "mode": f"{stat.S_IMODE(st.st_mode):04o}", **tree}
 
     # -- the run
     def _encrypt(self, set_dir: str) -> dict[str, t.Any] | None:
@@ -1204,8 +1415,10 @@ class BackupJob:
         if "mongodb" in wanted:
             sizes["mongodb"] = self._previous_size("mongodb")
         if "files" in wanted:
-            sizes["files"] = sum(_tree_size(os.path.realpath(p)) for p in self.config["files"]["paths"]
+            cfg = self.config["files"]
+            sizes["files"] = sum(_tree_size(os.path.realpath(p)) for p in cfg.get("paths") or []
                                  if os.path.lexists(p))
+            sizes["files"] += sum(_tree_size(p) for p in cfg.get("data_paths") or [])
         return sizes
 
     def _previous_size(self, component: str) -> int:
@@ -1242,6 +1455,7 @@ class BackupJob:
         records = {}
         rels = [detail["file"]] if "file" in detail else []
         rels += [db["file"] for db in detail.get("databases", {}).values()]
+        rels += [entry["file"] for entry in detail.get("data", [])]
         for rel in rels:
             records.update(file_records(set_dir, rel))
         return records

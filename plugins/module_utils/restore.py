@@ -5,9 +5,10 @@
 """Logic of ``pyfleet.server.restore``: predict (check) and apply a restore of one backup set.
 
 Shape (as in community.crypto): the module's parameters become one typed ``RestoreOptions``; ``Restorer`` verifies
-the set and asks one small class per component (``PostgreSQLRestore``, ``RedisRestore``, ``MongoDBRestore``) for
-``state()`` (what is live now), ``check()`` (would a restore change anything, and what; read-only proofs that the
-load would start) and ``apply()`` (act). Check mode runs exactly the same code and simply does not call ``apply()``.
+the set and asks one small class per component (``PostgreSQLRestore``, ``RedisRestore``, ``MongoDBRestore``,
+``FilesRestore``) for ``state()`` (what is live now), ``check()`` (would a restore change anything, and what;
+read-only proofs that the load would start) and ``apply()`` (act). Check mode runs exactly the same code and
+simply does not call ``apply()``.
 
 Commands run through an injected ``run(argv, env=None) -> (rc, stdout, stderr)`` (the module passes
 ``AnsibleModule.run_command``), so the decisions are unit-tested without a database.
@@ -18,19 +19,22 @@ The order of a restore is what makes it safe:
    verified (manifest, every size and sha256) before anything is touched;
 2. every component checks its inputs (options, keys, paths) and the free space the restore needs, in check mode too;
    a real run then decrypts and proves every file it will load; only then does the first component change;
-3. components go in ``RESTORE_ORDER`` (PostgreSQL, MongoDB, Redis: the cheapest to undo last); a failure says what
-   each item holds now;
+3. components go in ``RESTORE_ORDER`` (PostgreSQL, MongoDB, files, Redis: the cheapest to undo last); a failure
+   says what each item holds now;
 4. PostgreSQL: the dump is loaded into a scratch database ``<db>__restore_<id>`` with ``--exit-on-error``,
    its row counts are compared with the manifest, and only then, in ONE transaction, are the live database's
    sessions ended, the live database renamed to ``<db>__pre_<timestamp>``, the scratch database renamed to the live
    name and marked with ``COMMENT ON DATABASE`` (killed before the commit, nothing changed; after it, all did);
-5. Redis: the RDB is checked (``redis-check-rdb``) and staged, synced, next to the live one while Redis runs; then
+5. file data: each data path of the set is extracted into ``.<name>.pyfleet-restore`` beside it (same filesystem),
+   its tree checksum compared with the manifest's, then swapped in by a rename; the previous directory is kept as
+   ``.<name>.pre-<timestamp>``. The config/code archive of the files component is never restored;
+6. Redis: the RDB is checked (``redis-check-rdb``) and staged, synced, next to the live one while Redis runs; then
    the service is stopped, the live RDB hard-linked to ``<rdb>.pre-<timestamp>``, the staged RDB renamed over it,
    the service started, and the key counts compared; any error in between or a mismatch puts the previous RDB back
    and starts Redis on it again;
-6. a marker ``<state_dir>/<app>.json`` records, per item, the set restored and a fingerprint of the live data right
+7. a marker ``<state_dir>/<app>.json`` records, per item, the set restored and a fingerprint of the live data right
    after it; restoring the same set again is a no-op only while that fingerprint is unchanged (unless ``force``);
-7. only the copy of the replaced data this run made may be dropped (``keep_previous: 0``), never an earlier one.
+8. only the copy of the replaced data this run made may be dropped (``keep_previous: 0``), never an earlier one.
 """
 
 from __future__ import annotations
@@ -43,10 +47,12 @@ import json
 import os
 import shutil
 import stat
+import tarfile
 import time
 import typing as t
 from dataclasses import dataclass, field, fields
 
+from ansible_collections.pyfleet.server.plugins.module_utils import backup as backup_lib
 from ansible_collections.pyfleet.server.plugins.module_utils.backup import (
     RESTORABLE,
     AppLock,
@@ -395,6 +401,8 @@ class ComponentRestore:
         self.host = ctx.host
         # Paths already proven loadable by check(), so apply() does not read them twice.
         self._proven: set[str] = set()
+        # What the operator should know about this component beyond its items (returned in ``notes``).
+        self.notes: list[str] = []
 
     @property
     def detail(self) -> dict[str, t.Any]:
@@ -987,13 +995,241 @@ class MongoDBRestore(ComponentRestore):
         return {"archive": detail["file"]}
 
 
+def _remove_any(path: str) -> None:
+    """Remove ``path`` whatever it is, never following a symlink (leftovers of an interrupted run)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one step (``renameat2(RENAME_EXCHANGE)``); False where the kernel or filesystem cannot."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+class FilesRestore(ComponentRestore):
+    """Each data path of the set (``components.files.data``): extracted into a sibling staging directory on the same
+    filesystem, proven by its tree checksum, swapped in whole by rename; the previous directory is kept. The
+    config/code archive (``files/files.tar.gz``) is never restored."""
+
+    name = "files"
+
+    def entries(self) -> list[dict[str, t.Any]]:
+        data = self.detail.get("data") or []
+        return [e for e in data if isinstance(e, dict) and e.get("path") and e.get("file")]
+
+    @staticmethod
+    def names(path: str) -> tuple[str, str, str]:
+        """(parent, staging directory, prefix of kept copies): dot-named siblings, on the same filesystem."""
+        parent, base = os.path.split(os.path.normpath(path))
+        return parent, os.path.join(parent, f".{base}.pyfleet-restore"), os.path.join(parent, f".{base}.pre-")
+
+    def live(self, path: str) -> dict[str, t.Any]:
+        if not os.path.lexists(path):
+            return {"exists": False}
+        if os.path.islink(path) or not os.path.isdir(path):
+            return {"exists": True, "error": "not a directory (or a symlink)"}
+        try:
+            tree = backup_lib.dir_tree(path)
+        except OSError as exc:
+            return {"exists": True, "error": _oserror(exc)}
+        return {"exists": True, **tree}
+
+    def state(self) -> dict[str, t.Any]:
+        return {e["path"]: self.live(e["path"]) for e in self.entries()}
+
+    def check(self) -> list[Item]:
+        entries = self.entries()
+        if not entries:
+            where = f" ({self.detail['file']}, configuration and code, kept for reference)" \
+                if self.detail.get("file") else ""
+            self.notes.append(f"files: backup set {self.info.id} records no data paths (written before data paths "
+                              f"existed, or without backup_data_paths); nothing of its files is restored{where}")
+            return []
+        items = []
+        for entry in entries:
+            key = f"files:{entry['path']}"
+            live = self.live(entry["path"])
+            fingerprint = {"tree_sha256": live["tree_sha256"]} if live.get("tree_sha256") else None
+            restored = self.ctx.marker.restored_set(key)
+            since = self.ctx.marker.unchanged_since(key, self.info, fingerprint)
+            # Unchanged when the marker says so (same fingerprint, or ``once``) or the live tree IS the set's.
+            same = since or (fingerprint is not None and live["tree_sha256"] == entry.get("tree_sha256"))
+            items.append(Item(
+                key=key,
+                before={"exists": live["exists"], "entries": live.get("entries"), "bytes": live.get("bytes"),
+                        "tree_sha256": live.get("tree_sha256"), "error": live.get("error"),
+                        "restored_set": restored, "written_since_restore": None if restored is None else not since},
+                after={"exists": True, "entries": entry.get("entries"), "bytes": entry.get("bytes"),
+                       "tree_sha256": entry.get("tree_sha256"), "owner": entry.get("owner"),
+                       "group": entry.get("group"), "mode": entry.get("mode"), "restored_set": self.info.id},
+                needed=self.opts.force or not same,
+                detail=entry,
+            ))
+        self._prove_needed(items)
+        return items
+
+    def inputs(self, todo: list[Item]) -> list[str]:
+        problems = super().inputs(todo)
+        for item in todo:
+            path = item.detail["path"]
+            parent = os.path.dirname(os.path.normpath(path))
+            if not path.startswith("/") or os.path.normpath(path) == "/":
+                problems.append(f"files: data path {path!r} of the set is not an absolute directory below /")
+            elif not item.detail.get("tree_sha256"):
+                problems.append(f"files: the set records no tree checksum for {path}; its restore cannot be proven")
+            elif os.path.islink(path):
+                problems.append(f"files: {path} is a symlink here; a restore replaces directories only")
+            elif os.path.lexists(path) and not os.path.isdir(path):
+                problems.append(f"files: {path} is not a directory here")
+            elif not os.path.isdir(parent) or os.path.islink(parent):
+                problems.append(f"files: the parent directory {parent} of {path} does not exist (or is a symlink)")
+            elif os.path.isdir(path) and os.lstat(path).st_dev != os.lstat(parent).st_dev:
+                problems.append(f"files: {path} is a mount point; it cannot be swapped by a rename in {parent} "
+                                "(restore into it by hand, or back up a directory inside it)")
+        return problems
+
+    def space(self, todo: list[Item]) -> list[tuple[str, int, str]]:
+        """The staged copy lies next to the live directory until the swap (the previous one is kept, renamed)."""
+        needs = super().space(todo)
+        for item in todo:
+            parent = os.path.dirname(os.path.normpath(item.detail["path"]))
+            if os.path.isdir(parent):
+                needs.append((parent, int(item.detail.get("bytes") or 0), f"the staged copy of {item.detail['path']}"))
+        return needs
+
+    def prove(self, path: str, rel: str) -> None:
+        """The archive is readable to its end, every member stays inside its directory, and its tree checksum is
+        the one the manifest recorded."""
+        entry = next((e for e in self.entries() if e["file"] == rel), {})
+        try:
+            tree = backup_lib.archive_tree(path)
+        except (OSError, EOFError, tarfile.TarError, BackupError) as exc:
+            raise RestoreError(f"{rel} of {self.info.id} is not a readable data archive ({_oserror(exc)}); nothing "
+                               "was changed") from exc
+        if tree["tree_sha256"] != entry.get("tree_sha256"):
+            raise RestoreError(f"{rel} of {self.info.id} does not hold what the manifest recorded for "
+                               f"{entry.get('path')} (tree checksum differs); nothing was changed")
+
+    def apply(self, todo: list[Item]) -> dict[str, t.Any]:
+        """Every data path is staged and proven first (a failure leaves all of them live as they were), then each
+        is swapped in and recorded at once."""
+        staged: dict[str, str] = {}
+        results: dict[str, t.Any] = {}
+        try:
+            for item in todo:
+                staged[item.key] = self._stage(item.detail)
+            if staged:
+                os.sync()  # the staged trees are on disk before any of them goes live
+            for item in todo:
+                results[item.key] = self._swap(item.detail, staged.pop(item.key))
+                self.ctx.marker.write(item.key, self.info, {"tree_sha256": item.detail["tree_sha256"]})
+        finally:
+            for stage in staged.values():
+                _remove_any(stage)
+        return results
+
+    def _stage(self, entry: dict[str, t.Any]) -> str:
+        path = entry["path"]
+        _parent, stage, _prefix = self.names(path)
+        try:
+            _remove_any(stage)  # a leftover of an interrupted run
+            os.mkdir(stage, 0o700)
+            source = self.ctx.files.source(entry["file"])
+            with tarfile.open(source, "r:gz") as archive:
+                members = backup_lib.archive_members(archive)
+                # Owners by name as the set recorded them (the number where the name is unknown here), modes as they
+                # were: only as root. The members were checked above; the set's checksums were verified.
+                trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+                archive.extractall(stage, members=members, numeric_owner=False, **trusted)
+            tree = backup_lib.dir_tree(stage)
+            if tree["tree_sha256"] != entry["tree_sha256"]:
+                raise RestoreError("the staged copy differs from the set (content, owners or modes; are the owners "
+                                   f"{entry.get('owner')}/{entry.get('group')} known on this host?)")
+        except (OSError, EOFError, tarfile.TarError, BackupError, RestoreError) as exc:
+            try:
+                _remove_any(stage)
+            except OSError:
+                pass
+            raise RestoreError(f"could not stage {path} from {self.info.id} as {stage} ({_oserror(exc)}); the live "
+                               f"{path} was not touched") from exc
+        return stage
+
+    def _swap(self, entry: dict[str, t.Any], stage: str) -> dict[str, t.Any]:
+        path = os.path.normpath(entry["path"])
+        parent, _stage, prefix = self.names(path)
+        previous = base = prefix + new_set_id(self.host.clock()).lower()
+        for n in range(2, 100):
+            if not os.path.lexists(previous):
+                break
+            previous = f"{base}-{n}"  # a second restore within the same second
+        had_previous = os.path.lexists(path)
+        try:
+            if not had_previous:
+                os.rename(stage, path)
+            elif _exchange(stage, path):  # one step: the path never goes missing
+                try:
+                    os.rename(stage, previous)
+                except OSError:
+                    previous = stage  # the previous tree stays under the staging name
+            else:
+                os.rename(path, previous)
+                try:
+                    os.rename(stage, path)
+                except OSError:
+                    os.rename(previous, path)
+                    raise
+            _fsync_dir(parent)
+        except OSError as exc:
+            if os.path.lexists(path) and os.path.lexists(stage) and stage != previous:
+                _remove_any(stage)
+            raise RestoreError(f"could not swap the staged copy of {path} in ({_oserror(exc)}); the previous "
+                               f"{path} is live") from exc
+        earlier = sorted((os.path.join(parent, n) for n in os.listdir(parent)
+                          if os.path.join(parent, n).startswith(prefix) and os.path.join(parent, n) != previous),
+                         reverse=True)
+        dropped = []
+        if had_previous and self.opts.keep_previous == 0:
+            _remove_any(previous)
+            dropped = [previous]
+        kept = previous if had_previous and not dropped else None
+        self.ctx.actions.append(f"files {path}: restored from {self.info.id} ({entry.get('entries')} entries)"
+                                + (f", previous kept as {kept}" if kept else "")
+                                + (", previous removed (keep_previous: 0)" if dropped else ""))
+        if earlier:
+            self.host.warn(f"copies of {path} kept by earlier restores are left alone: {', '.join(earlier)}; delete "
+                           "them once they are no longer needed")
+        return {"path": path, "previous": kept, "dropped": dropped, "kept_earlier": earlier,
+                "entries": entry.get("entries"), "bytes": entry.get("bytes")}
+
+
 # The order components are restored in, one class per entry of RESTORABLE (backup.py; a unit test keeps them equal).
 # PostgreSQL first: it is proven in a scratch database and swapped in atomically, and it is what the app depends on
-# most. MongoDB next: mongorestore --drop keeps no copy, so it goes before the component that is cheapest to undo.
-# Redis last: usually a cache or a queue, its previous RDB is one rename away, and its restore is the shortest.
-RESTORE_ORDER = ("postgresql", "mongodb", "redis")
+# most. MongoDB next: mongorestore --drop keeps no copy, so it goes before the components that are cheapest to undo.
+# Files then: each data path is staged and proven beside the live one, then swapped in by a rename. Redis last:
+# usually a cache or a queue, its previous RDB is one rename away, and its restore is the shortest.
+RESTORE_ORDER = ("postgresql", "mongodb", "files", "redis")
 COMPONENT_CLASSES: dict[str, type[ComponentRestore]] = {
-    cls.name: cls for cls in sorted((PostgreSQLRestore, RedisRestore, MongoDBRestore),
+    cls.name: cls for cls in sorted((PostgreSQLRestore, RedisRestore, MongoDBRestore, FilesRestore),
                                     key=lambda cls: RESTORE_ORDER.index(cls.name))
 }
 
@@ -1175,7 +1411,11 @@ class Restorer:
         keys = [item.key for item in plan.all_items]
         changed = bool(todo)
         summary = (f"{'would restore' if self.check_mode else 'restored'} {', '.join(todo)} from {info.id}"
-                   if changed else f"{', '.join(keys)} already restored from {info.id}; nothing to do")
+                   if changed else f"{', '.join(keys)} already restored from {info.id}; nothing to do" if keys
+                   else f"nothing to restore from {info.id}")
+        notes = [note for component in plan.components for note in component.notes]
+        if notes:
+            summary += "; " + "; ".join(notes)
         before = {item.key: item.before for item in plan.all_items}
         after = {item.key: item.after if item.needed else item.before for item in plan.all_items}
         return {
@@ -1187,6 +1427,7 @@ class Restorer:
             "unchanged": [k for k in keys if k not in todo],
             "details": results,
             "actions": self.actions,
+            "notes": notes,
             "msg": summary,
             "diff": {"before": json.dumps(before, indent=2, sort_keys=True) + "\n",
                      "after": json.dumps(after, indent=2, sort_keys=True) + "\n",

@@ -19,8 +19,9 @@ description:
     the sizes and sha256 checksums in the set's C(manifest.json).
   - A set is C(good) when it is complete (renamed from its temporary name, manifest readable, every file present)
     and verified. Sets written by a run that did not finish (C(.tmp-<id>)) are listed as incomplete.
-  - Beyond the listed files, what a restore needs is checked too - every component's file is listed, every file
-    inside a PostgreSQL directory-format dump is listed (C(toc.dat) among them), and in a set encrypted with age
+  - Beyond the listed files, what a restore needs is checked too - every component's file (each data archive of the
+    files component included) is listed, every file inside a PostgreSQL directory-format dump is listed
+    (C(toc.dat) among them), and in a set encrypted with age
     every file is a C(.age) file whose manifest entry records the sha256 and size of what it decrypts to. An entry
     without them is a problem (its content cannot be proven without the key), not a good set.
   - The key never comes here, so the plain content of an encrypted set is not decrypted; C(notes) says so. The

@@ -25,11 +25,13 @@ description:
   - Free space is checked before anything changes, in check mode too, per filesystem and for everything the
     restore writes at once. PostgreSQL - each scratch database, on the filesystem of C(SHOW data_directory), estimated
     as 4 times the dump's size (dumps are compressed) or, when larger, the live database's C(pg_database_size).
-    Redis - the staged RDB next to the live one. An encrypted set - its decrypted copies in the set's app directory.
-    A shortfall is refused with the numbers (C(needs ~X on <path> (what), Y free; the live data was not touched)).
+    Redis - the staged RDB next to the live one. File data - each staged copy beside its data path. An encrypted
+    set - its decrypted copies in the set's app directory. A shortfall is refused with the numbers
+    (C(needs ~X on <path> (what), Y free; the live data was not touched)).
     MongoDB's data directory is not known to the module and is not checked.
   - Components are restored in this order - PostgreSQL (proven in a scratch database, swapped in atomically), MongoDB
-    (C(mongorestore --drop) keeps no copy), Redis last (cheapest to undo, its previous RDB is one rename away). If a
+    (C(mongorestore --drop) keeps no copy), file data (each data path swapped in by a rename), Redis last (cheapest
+    to undo, its previous RDB is one rename away). If a
     later one fails, the earlier ones stay restored; the message says what each holds now, RV(restored) lists them,
     and running the restore again finishes the rest.
   - B(PostgreSQL) (local server, as the O(postgresql_os_user) OS user over the local socket, peer authentication).
@@ -47,13 +49,24 @@ description:
     service started. The key counts per database must then match the manifest (keys with a TTL may have expired).
     Any error between stop and start, or a mismatch, puts the previous RDB back and starts Redis on it. Stop the
     app's writers first (C(playbooks/restore.yml) does).
+  - B(File data) - the data paths of the set (C(backup_data_paths) of the backup role, e.g. the app's C(shared/) and
+    state directory; one archive each, recorded in the manifest with owner, mode and a tree checksum of every entry's
+    path, type, mode, owner and group names, and content or link target). Each is extracted into a staging directory
+    C(.<name>.pyfleet-restore) beside it (same filesystem; owners by name as recorded, the number where the name is
+    unknown, modes as they were), its tree checksum must equal the manifest's, and only then is it swapped in whole
+    by a rename (C(renameat2) exchange where the filesystem can), the previous directory kept as
+    C(.<name>.pre-<timestamp>). A file added after the backup is gone; a data path that is a symlink or a mount point
+    here is refused. The configuration and code archive C(files/files.tar.gz) is never restored (they come from the
+    inventory and the wheelhouse); a set written before data paths existed restores no files and says so in RV(msg)
+    and RV(notes).
   - B(MongoDB) through C(mongorestore --archive --gzip --drop) after a C(--dryRun). No MongoDB server or tools could
     be installed where this collection is built and tested, so MongoDB restores are covered by unit tests only.
   - Idempotent only while the live data is still what the set restored. Right after a restore, the set and a
     fingerprint of the live data are recorded in O(state_dir)/<app>.json (and the set, for PostgreSQL, in
     C(COMMENT ON DATABASE)). For PostgreSQL it is a checksum of every row of every table (an order-independent sum of
     C(md5) of each row, read with the row counts); for Redis, its C(run_id), C(rdb_last_save_time) and
-    C(rdb_changes_since_last_save). Restoring the same set again reports V(changed=false) only when the fingerprint
+    C(rdb_changes_since_last_save); for file data, the tree checksum (a data path whose live tree already equals the
+    set's is left alone, marker or not). Restoring the same set again reports V(changed=false) only when the fingerprint
     is unchanged; any write since (or a Redis restart or save, after which nobody can tell) restores again. MongoDB
     cannot be read here, so a MongoDB archive is restored every time. O(force=true) always restores.
 extends_documentation_fragment:
@@ -64,18 +77,20 @@ attributes:
     support: full
     details:
       - Runs the same code as a real restore up to the point where it would change something. It verifies the set,
-        reads the live state and the markers, lists each dump (C(pg_restore -l)) and checks the RDB, then reports what
-        a real run would restore. Nothing is changed.
+        reads the live state and the markers, lists each dump (C(pg_restore -l)), checks the RDB, reads each data
+        archive to its end and compares its tree checksum with the manifest's and with the live directory's, then
+        reports what a real run would restore. Nothing is changed.
   diff_mode:
     support: full
     details:
-      - Shows, per database and for Redis, the live row or key counts and the set restored before, next to what the
-        set will bring.
+      - Shows, per database, for Redis and per data path, the live row or key counts (entries, bytes and tree checksum)
+        and the set restored before, next to what the set will bring.
   idempotent:
     support: partial
     details:
-      - PostgreSQL and Redis are left alone when they still hold exactly the data the same set restored; MongoDB is
-        restored every time (nothing can tell whether it was written since).
+      - PostgreSQL, Redis and file data are left alone when they still hold exactly the data the same set restored
+        (file data also when its live tree equals the set's); MongoDB is restored every time (nothing can tell whether
+        it was written since).
 options:
   set:
     description: Id of the set to restore (C(20250124T031500Z)), or V(latest).
@@ -88,7 +103,7 @@ options:
     description: Components to restore; default is every restorable component the set holds.
     type: list
     elements: str
-    choices: [postgresql, redis, mongodb]
+    choices: [postgresql, redis, mongodb, files]
     default: []
   databases:
     description: PostgreSQL databases to restore; default is every database in the set.
@@ -110,7 +125,8 @@ options:
     default: false
   keep_previous:
     description:
-      - Whether the copy of the replaced data this run made (C(<db>__pre_<timestamp>), C(<rdb>.pre-<timestamp>)) is
+      - Whether the copy of the replaced data this run made (C(<db>__pre_<timestamp>), C(<rdb>.pre-<timestamp>),
+        C(<parent>/.<name>.pre-<timestamp>) of a data path) is
         kept. V(0) drops it once the restore has proven itself; V(1) or more keeps it.
       - Copies kept by earlier runs are never dropped by this module, whatever the value (after a partial restore
         such a copy may be the only pre-restore data left). They are listed in RV(details) (C(kept_earlier)) and
@@ -236,7 +252,8 @@ set:
   type: dict
 restored:
   description:
-    - What was (or in check mode would be) restored, C(postgresql/<db>), C(mongodb), C(redis), in restore order.
+    - What was (or in check mode would be) restored, C(postgresql/<db>), C(mongodb), C(files:<data path>),
+      C(redis), in restore order.
     - On failure, what this run had restored before it stopped.
   returned: always
   type: list
@@ -253,6 +270,11 @@ details:
       C(kept_earlier) (copies of earlier runs, left alone), row counts or key counts.
   returned: always
   type: dict
+notes:
+  description: What the operator should know beyond the items, e.g. a set whose files hold no data paths.
+  returned: always
+  type: list
+  elements: str
 actions:
   description: One line per action taken.
   returned: always

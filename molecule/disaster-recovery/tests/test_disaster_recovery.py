@@ -17,6 +17,7 @@ from testhost import IMAGE, RUN_FLAGS  # noqa: E402
 testinfra_hosts = molecule_hosts("pyfleet")
 ROWS = {f"dr-row-{i}": f"value {i} ✓" for i in range(25)}
 KEYS = {f"dr-key-{i}": f"kv {i}" for i in range(10)}
+UPLOAD = f"/opt/{APP}/shared/dr-upload.txt"
 
 
 def playbook(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -46,6 +47,9 @@ def test_lost_server_is_rebuilt_from_its_last_offsite_set(host, tmp_path):
         assert http_json(host, "PUT", f"/api/kv/{key}", {"value": value})[0] == 200
     backed_up = data(host)
     assert backed_up[0].keys() >= ROWS.keys() and backed_up[1].keys() >= KEYS.keys()
+    # File data (the demo's data path, shared/): restored with its owner and mode (issue 16).
+    host.check_output(f"printf 'uploaded before the backup\\n' > {UPLOAD} && chown {APP}:{APP} {UPLOAD} "
+                      f"&& chmod 0640 {UPLOAD}")
 
     playbook("playbooks/backup.yml")
     offsite = tmp_path / "offsite"
@@ -65,6 +69,9 @@ def test_lost_server_is_rebuilt_from_its_last_offsite_set(host, tmp_path):
 
     assert data(host) == backed_up
     assert http_json(host, "GET", "/api/items/after-backup")[0] == 404
+    upload = host.file(UPLOAD)
+    assert (upload.content_string, upload.user, upload.group, upload.mode) == (
+        "uploaded before the backup\n", APP, APP, 0o640)
 
     again = playbook("playbooks/disaster-recovery.yml", "-e", extra)
     recap = re.findall(r"changed=(\d+)", again.stdout)
