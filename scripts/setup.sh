@@ -35,4 +35,4 @@ fi
 # pyfleet.server resolves from this checkout (ansible.cfg: collections_path = ./build/collections).
 mkdir -p build/collections/ansible_collections/pyfleet
 ln -sfn ../../../.. build/collections/ansible_collections/pyfleet/server
-echo "setup: ok ($(.venv/bin/ansible --version | head -1))"
+echo "setup: ok ($(.venv/bin/ansible --version | sed -n 1p))"
