@@ -54,3 +54,27 @@ def test_a_unit_that_cannot_run_never_lands(host, tmp_path):
     assert "failed to validate" in result.stdout, result.stdout[-4000:]
     assert unit.content_string == before
     assert host.service(f"{APP}-api.service").is_running
+
+
+def test_site_never_moves_the_live_release_backwards(host):
+    """After deploy.yml rolled 1.0.1 out, site.yml with the inventory's 1.0.0 is refused before any change."""
+    assert live_release(host) == f"/opt/{APP}/releases/1.0.1"
+    api = f"{APP}-api.service"
+    invocation = host.check_output(f"systemctl show -p InvocationID --value {api}")
+    result = run_playbook("playbooks/site.yml")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-4000:]
+    assert "app_version 1.0.0 is older than 1.0.1, the live release of fleetdemo on pyfleet-default" in out, out[-4000:]
+    assert "app_allow_downgrade=true" in out
+    assert "changed=0" in result.stdout, result.stdout[-2000:]
+    assert live_release(host) == f"/opt/{APP}/releases/1.0.1"
+    assert host.check_output(f"systemctl show -p InvocationID --value {api}") == invocation
+
+
+def test_a_rollback_asked_for_goes_through(host):
+    result = run_playbook("playbooks/deploy.yml", "-e", json.dumps({"app_allow_downgrade": True}))
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "live release 1.0.1; this run deploys 1.0.0" in result.stdout
+    assert live_release(host) == f"/opt/{APP}/releases/1.0.0"
+    code, body = http_json(host, "GET", "/healthz")
+    assert code == 200 and body["version"] == "1.0.0"

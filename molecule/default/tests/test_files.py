@@ -1,0 +1,71 @@
+"""app_files and app_directories (issue 16.2, issue 12 A.3): files, secret files and data directories of the app.
+
+The scenario declares them in molecule/default/host_vars/pyfleet-default.yml.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from helpers import APP, changed_tasks, molecule_hosts, run_playbook
+
+testinfra_hosts = molecule_hosts("pyfleet")
+
+HOST_VARS = yaml.safe_load((Path(__file__).resolve().parents[1] / "host_vars" / "pyfleet-default.yml").read_text())
+PASSWORD = HOST_VARS["molecule_files_password"]
+SECRET = f"/etc/{APP}/htpasswd"
+
+
+def test_plain_file_rendered_root_owned_and_readable(host):
+    f = host.file(f"/etc/{APP}/settings.ini")
+    assert (f.user, f.group, f.mode) == ("root", APP, 0o644)
+    assert "name = fleetdemo\nport = 8000\nuploads = /opt/fleetdemo/shared/uploads\n" in f.content_string
+    readme = host.file(f"/opt/{APP}/shared/uploads/README")
+    assert (readme.user, readme.group, readme.mode) == ("root", APP, 0o644)
+    assert readme.content_string.startswith("Uploaded packages land here")
+
+
+def test_secret_file_private_to_the_app(host):
+    f = host.file(SECRET)
+    assert (f.user, f.group, f.mode) == ("root", APP, 0o640)
+    content = f.content_string
+    assert content.startswith("operator:$6$pyfleetmolecule$"), content[:30]  # sha512-crypt made by passlib
+    assert PASSWORD not in content
+    assert host.check_output(f"runuser -u {APP} -- cat {SECRET}") == content.strip()
+    assert host.run(f"runuser -u nobody -- cat {SECRET}").rc != 0
+
+
+def test_directories_belong_to_the_app_which_can_write_there(host):
+    for path in (f"/opt/{APP}/shared/uploads", f"/opt/{APP}/shared/uploads/incoming"):
+        d = host.file(path)
+        assert d.is_directory and (d.user, d.group, d.mode) == (APP, APP, 0o750), path
+    probe = f"/opt/{APP}/shared/uploads/incoming/.probe"
+    host.check_output(f"runuser -u {APP} -- touch {probe}")
+    assert host.file(probe).user == APP
+    host.check_output(f"rm -f {probe}")
+
+
+def test_writable_file_is_the_apps(host):
+    f = host.file(f"/var/lib/{APP}/instance-id")
+    assert (f.user, f.group, f.mode) == (APP, APP, 0o640)
+    assert f.content_string.startswith("written once by Ansible")
+
+
+def test_a_changed_secret_restarts_the_app_and_never_shows(host):
+    """Check mode with a new password: the secret file and the restart are predicted, no content in -vvv output."""
+    before = host.file(SECRET).content_string
+    new_password = "molecule-files-password-changed-Kp3"
+    extra = json.dumps({"molecule_files_password": new_password})
+    result = run_playbook("playbooks/site.yml", "--check", "--diff", "-vvv", "--tags", "app", "-e", extra,
+                          timeout=900)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    changed = changed_tasks(result.stdout)
+    assert any(name.endswith("Write the app's secret files") for name in changed), changed
+    assert any(name.endswith("Restart the app's units") for name in changed), changed
+    hashed = before.split(":", 1)[1].strip()
+    for secret in (PASSWORD, new_password, hashed, hashed.rsplit("$", 1)[1]):
+        assert secret not in out, f"secret {secret[:12]}... appears in the run's output"
+    assert host.file(SECRET).content_string == before
