@@ -5,10 +5,11 @@ The scenario declares them in molecule/default/host_vars/pyfleet-default.yml.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
-from helpers import APP, molecule_hosts
+from helpers import APP, molecule_hosts, run_playbook
 
 testinfra_hosts = molecule_hosts("pyfleet")
 
@@ -50,3 +51,25 @@ def test_writable_file_is_the_apps(host):
     f = host.file(f"/var/lib/{APP}/instance-id")
     assert (f.user, f.group, f.mode) == (APP, APP, 0o640)
     assert f.content_string.startswith("written once by Ansible")
+
+
+def test_bad_app_files_are_refused_before_anything_changes(host):
+    bad = [
+        {"dest": f"/etc/{APP}/../shadow", "content": "x"},
+        {"dest": "/etc/other.conf", "content": "x"},
+        {"dest": f"/etc/{APP}/empty.conf"},
+        {"dest": f"/etc/{APP}/twice.conf", "content": "a"},
+        {"dest": f"/etc/{APP}/twice.conf", "content": "b"},
+    ]
+    result = run_playbook("playbooks/site.yml", "-e", json.dumps({"app_files": bad}))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-4000:]
+    for text in (
+        f"app_files[0] ('/etc/{APP}/../shadow'): dest must be an absolute path without ., .. or empty parts",
+        f"app_files[1] ('/etc/other.conf'): dest must lie inside /etc/{APP}, /var/lib/{APP}, /opt/{APP}/shared",
+        f"app_files[2] ('/etc/{APP}/empty.conf'): needs exactly one of content, src (a file copied as is) or template",
+        f"app_files[3] ('/etc/{APP}/twice.conf'): dest is listed more than once",
+    ):
+        assert text in out, f"expected {text!r}\n{out[-4000:]}"
+    assert "changed=0" in result.stdout, result.stdout[-2000:]
+    assert not host.file(f"/etc/{APP}/twice.conf").exists
