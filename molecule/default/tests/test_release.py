@@ -56,6 +56,17 @@ def test_a_unit_that_cannot_run_never_lands(host, tmp_path):
     assert host.service(f"{APP}-api.service").is_running
 
 
+def test_a_venv_without_its_server_never_goes_live(host, tmp_path):
+    """Units unchanged (so not validated again) and a venv without gunicorn: refused before the switch (12 A.4)."""
+    host.check_output(f"rm /opt/{APP}/releases/1.0.2/venv/bin/gunicorn")
+    result = deploy("1.0.2", make_release(tmp_path / "broken", "1.0.2", broken=True))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-4000:]
+    assert f"fleetdemo 1.0.2: /opt/{APP}/releases/1.0.2/venv/bin lacks gunicorn" in out, out[-4000:]
+    assert live_release(host) == f"/opt/{APP}/releases/1.0.1"
+    assert host.service(f"{APP}-api.service").is_running
+
+
 def test_site_never_moves_the_live_release_backwards(host):
     """After deploy.yml rolled 1.0.1 out, site.yml with the inventory's 1.0.0 is refused before any change."""
     assert live_release(host) == f"/opt/{APP}/releases/1.0.1"
