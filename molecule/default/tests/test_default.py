@@ -6,7 +6,7 @@ import re
 import uuid
 
 import pytest
-from helpers import APP, assert_running, http_json, journal, molecule_hosts, wait_for
+from helpers import API, APP, assert_running, http_json, journal, molecule_hosts, wait_for
 
 testinfra_hosts = molecule_hosts("pyfleet")
 
@@ -125,3 +125,18 @@ def test_systemd_exposure_at_most_2(host, unit):
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1))
     print(f"systemd-analyze security {unit}: {score}")
     assert score <= 2.0, out
+
+
+def test_a_fresh_api_start_logs_no_errors(host):
+    """gunicorn's control socket goes to the unit's runtime directory, not the read-only home (issue 16.4)."""
+    unit = f"{APP}-api.service"
+    host.check_output(f"systemctl restart {unit}")
+    ready = f"curl -s -o /dev/null -w '%{{http_code}}' {API}/readyz"
+    assert wait_for(lambda: host.run(ready).stdout == "200", timeout=90, interval=2), journal(host, unit)
+    invocation = host.check_output(f"systemctl show -p InvocationID --value {unit}")
+    log = host.check_output(f"journalctl --no-pager -o cat _SYSTEMD_INVOCATION_ID={invocation}")
+    assert "Booting worker" in log, log
+    errors = [line for line in log.splitlines() if "ERROR" in line or "Traceback" in line]
+    assert not errors, log
+    runtime = host.file(f"/run/{APP}-api")
+    assert runtime.is_directory and (runtime.user, runtime.mode) == (APP, 0o700)

@@ -54,3 +54,38 @@ def test_a_unit_that_cannot_run_never_lands(host, tmp_path):
     assert "failed to validate" in result.stdout, result.stdout[-4000:]
     assert unit.content_string == before
     assert host.service(f"{APP}-api.service").is_running
+
+
+def test_a_venv_without_its_server_never_goes_live(host, tmp_path):
+    """Units unchanged (so not validated again) and a venv without gunicorn: refused before the switch (12 A.4)."""
+    host.check_output(f"rm /opt/{APP}/releases/1.0.2/venv/bin/gunicorn")
+    result = deploy("1.0.2", make_release(tmp_path / "broken", "1.0.2", broken=True))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-4000:]
+    assert f"fleetdemo 1.0.2: /opt/{APP}/releases/1.0.2/venv/bin lacks gunicorn" in out, out[-4000:]
+    assert live_release(host) == f"/opt/{APP}/releases/1.0.1"
+    assert host.service(f"{APP}-api.service").is_running
+
+
+def test_site_never_moves_the_live_release_backwards(host):
+    """After deploy.yml rolled 1.0.1 out, site.yml with the inventory's 1.0.0 is refused before any change."""
+    assert live_release(host) == f"/opt/{APP}/releases/1.0.1"
+    api = f"{APP}-api.service"
+    invocation = host.check_output(f"systemctl show -p InvocationID --value {api}")
+    result = run_playbook("playbooks/site.yml")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-4000:]
+    assert "app_version 1.0.0 is older than 1.0.1, the live release of fleetdemo on pyfleet-default" in out, out[-4000:]
+    assert "app_allow_downgrade=true" in out
+    assert "changed=0" in result.stdout, result.stdout[-2000:]
+    assert live_release(host) == f"/opt/{APP}/releases/1.0.1"
+    assert host.check_output(f"systemctl show -p InvocationID --value {api}") == invocation
+
+
+def test_a_rollback_asked_for_passes_preflight(host):
+    """app_allow_downgrade lets the same older app_version through (preflight only, in check mode: cheap)."""
+    result = run_playbook("playbooks/deploy.yml", "--check", "--tags", "app_preflight",
+                          "-e", json.dumps({"app_allow_downgrade": True}))
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "live release 1.0.1; this run deploys 1.0.0" in result.stdout
+    assert live_release(host) == f"/opt/{APP}/releases/1.0.1"

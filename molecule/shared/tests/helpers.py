@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -62,3 +63,21 @@ def run_playbook(playbook: str, *args: str, timeout: float | None = None) -> sub
         env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false",
                  ANSIBLE_NOCOLOR="1"),
     )
+
+
+def recap(output: str) -> dict[str, int]:
+    """The PLAY RECAP counters of a playbook run (one host): {'ok': 12, 'changed': 0, ...}."""
+    line = next((ln for ln in output.splitlines()[::-1] if re.search(r"\bok=\d+\s+changed=\d+", ln)), "")
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", line)}
+
+
+def changed_tasks(output: str) -> list[str]:
+    """Names of the tasks and handlers that reported changed in a playbook run's default output."""
+    names, task = [], ""
+    for line in output.splitlines():
+        header = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.+?)\]", line)
+        if header:
+            task = header.group(1)
+        elif line.startswith("changed:") and task and (not names or names[-1] != task):
+            names.append(task)
+    return names
