@@ -10,6 +10,9 @@ WHEELHOUSE := build/wheelhouse/fleetdemo
 # Every step of `make test` goes through scripts/timed.sh; the table is printed at the end, pass or fail.
 TIMED := scripts/timed.sh
 export PYFLEET_TIMES := $(CURDIR)/build/times.tsv
+# Molecule prints through rich, which folds lines at 80 columns when not on a terminal: a failed test id would
+# be cut in two in the CI log.
+export COLUMNS ?= 200
 
 .PHONY: setup engine image wheelhouse demo demo-destroy lint unit integration molecule test bench clean
 
