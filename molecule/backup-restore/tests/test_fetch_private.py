@@ -58,9 +58,11 @@ def test_fetch_streams_a_private_copy(host, operator, tmp_path, connect_as):
     assert any(name.startswith("files/") for name in sums), sorted(sums)
 
     # Streamed by the connection's own transfer from where this user may read, never slurped through become.
-    sources = re.findall(r"FETCH (\S+) TO ", result.stdout)
-    assert len(sources) == len(sums), result.stdout[-4000:]
-    where = f"/var/backups/pyfleet/{APP}/{set_id}/" if connect_as == "root" else "/var/tmp/pyfleet-fetch-"
-    assert all(src.startswith(where) for src in sources), sources
-    assert "slurp" not in result.stdout
+    # -vvv lines go to stderr when ANSIBLE_VERBOSE_TO_STDERR is set (Molecule's verify sets it): read both.
+    output = result.stdout + result.stderr
+    sources = re.findall(r"FETCH (\S+) TO ", output)
+    where = rf"/var/backups/pyfleet/{APP}/{set_id}/" if connect_as == "root" else r"/var/tmp/pyfleet-fetch-[^/]+/"
+    assert all(re.match(where, src) for src in sources), sources
+    assert sorted(re.sub(where, "", src) for src in sources) == sorted(sums), (sources, sorted(sums))
+    assert "slurp" not in output
     assert host.check_output("ls -A /var/tmp | grep -c '^pyfleet-fetch-' || true") == "0", "staging copy left behind"
