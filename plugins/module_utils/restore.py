@@ -450,6 +450,15 @@ class ComponentRestore:
     def check(self) -> list[Item]:
         raise NotImplementedError
 
+    def _report(self, action: str, kept: str | None, dropped: list[str], earlier: list[str], *, previous: str,
+                dropped_as: str, copies: str, delete: str) -> None:
+        """Record what was restored and where the replaced data went; warn about copies earlier runs kept."""
+        self.ctx.actions.append(action + (f", {previous} kept as {kept}" if kept else "")
+                                + (f", {previous} {dropped_as} (keep_previous: 0)" if dropped else ""))
+        if earlier:
+            self.host.warn(f"{copies} kept by earlier restores are left alone: {', '.join(earlier)}; {delete} once "
+                           "they are no longer needed")
+
     def apply(self, todo: list[Item]) -> dict[str, t.Any]:
         raise NotImplementedError
 
@@ -600,12 +609,9 @@ class PostgreSQLRestore(ComponentRestore):
             )
         previous = self._swap(database, scratch)
         dropped, earlier = self._prune_previous(database, previous)
-        self.ctx.actions.append(f"postgresql {database}: restored from {self.info.id}"
-                                + (f", previous kept as {previous}" if previous and not dropped else "")
-                                + (", previous dropped (keep_previous: 0)" if dropped else ""))
-        if earlier:
-            self.host.warn(f"copies of {database} kept by earlier restores are left alone: {', '.join(earlier)}; "
-                           "drop them (DROP DATABASE) once they are no longer needed")
+        self._report(f"postgresql {database}: restored from {self.info.id}", None if dropped else previous, dropped,
+                     earlier, previous="previous", dropped_as="dropped", copies=f"copies of {database}",
+                     delete="drop them (DROP DATABASE)")
         return {"database": database, "previous": None if dropped else previous, "dropped": dropped,
                 "kept_earlier": earlier, "tables": detail.get("tables") or {}, "fingerprint": fingerprint}
 
@@ -850,12 +856,8 @@ class RedisRestore(ComponentRestore):
                                "RDB was put back and Redis started on it")
         dropped, earlier = self._prune_rdbs(rdb, previous if had_previous else None)
         kept = previous if had_previous and not dropped else None
-        self.ctx.actions.append(f"redis: restored from {self.info.id}"
-                                + (f", previous RDB kept as {kept}" if kept else "")
-                                + (", previous RDB dropped (keep_previous: 0)" if dropped else ""))
-        if earlier:
-            self.host.warn(f"RDB copies kept by earlier restores are left alone: {', '.join(earlier)}; delete them "
-                           "once they are no longer needed")
+        self._report(f"redis: restored from {self.info.id}", kept, dropped, earlier, previous="previous RDB",
+                     dropped_as="dropped", copies="RDB copies", delete="delete them")
         return {"rdb": rdb, "previous": kept, "dropped": dropped, "kept_earlier": earlier,
                 "keyspace": detail.get("keyspace") or {}}
 
@@ -1212,12 +1214,9 @@ class FilesRestore(ComponentRestore):
             _remove_any(previous)
             dropped = [previous]
         kept = previous if had_previous and not dropped else None
-        self.ctx.actions.append(f"files {path}: restored from {self.info.id} ({entry.get('entries')} entries)"
-                                + (f", previous kept as {kept}" if kept else "")
-                                + (", previous removed (keep_previous: 0)" if dropped else ""))
-        if earlier:
-            self.host.warn(f"copies of {path} kept by earlier restores are left alone: {', '.join(earlier)}; delete "
-                           "them once they are no longer needed")
+        self._report(f"files {path}: restored from {self.info.id} ({entry.get('entries')} entries)", kept, dropped,
+                     earlier, previous="previous", dropped_as="removed", copies=f"copies of {path}",
+                     delete="delete them")
         return {"path": path, "previous": kept, "dropped": dropped, "kept_earlier": earlier,
                 "entries": entry.get("entries"), "bytes": entry.get("bytes")}
 
