@@ -6,14 +6,10 @@ Tests run in file order: the rolling deploys come last and leave the fleet on a 
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import ssl
 import sys
-import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -22,25 +18,22 @@ import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared" / "tests"))
 from helpers import run_playbook  # noqa: E402
+from load import Load, get_json  # noqa: E402
 from releases import make_release  # noqa: E402
 
 LB, APP1, APP2, DB = "pyfleet-fleet-lb", "pyfleet-fleet-app1", "pyfleet-fleet-app2", "pyfleet-fleet-db"
 ADDRESS = {LB: "172.30.77.10", APP1: "172.30.77.11", APP2: "172.30.77.12", DB: "172.30.77.13"}
 FRONT = f"https://{ADDRESS[LB]}"
+SERVER_NAME = "fleet.test"
 
 
 def _host(name: str):
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
 
 
-def _get(path: str, timeout: float = 10) -> tuple[int, dict]:
+def _get(path: str) -> tuple[int, dict]:
     """One request through the load balancer, from the controller (a host outside the fleet)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the fleet's self-signed certificate; TLS itself is tested elsewhere
-    request = urllib.request.Request(FRONT + path, headers={"Host": "fleet.test"})
-    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
-        return response.status, json.loads(response.read())
+    return get_json(FRONT + path, SERVER_NAME)
 
 
 def _port_open(address: str, port: int, timeout: float = 3) -> bool:
@@ -55,50 +48,6 @@ def _probe_from(host, address: str, port: int) -> bool:
     """Whether `host` can open a TCP connection to address:port (bash's /dev/tcp, 3 s)."""
     result = host.run(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}'")
     return result.rc == 0
-
-
-class Load:
-    """A bounded load generator: `workers` threads sending GET /healthz through the load balancer until stopped
-    (or `limit` seconds), counting every answer that is not a 200 and every connection error as failed."""
-
-    def __init__(self, workers: int = 4, limit: float = 420):
-        self.workers, self.limit = workers, limit
-        self.sent = 0
-        self.failed: list[str] = []
-        self.versions: list[tuple[float, str, str]] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(workers)]
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.limit
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                status, body = _get("/healthz")
-                outcome = None if status == 200 else f"HTTP {status}"
-            except Exception as exc:  # noqa: BLE001 - every failure counts, whatever its kind
-                outcome, body = f"{type(exc).__name__}: {exc}", {}
-            with self._lock:
-                self.sent += 1
-                if outcome:
-                    self.failed.append(outcome)
-                else:
-                    self.versions.append((time.monotonic(), body.get("version", "?"), body.get("host", "?")))
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def report(self, what: str) -> str:
-        line = f"{what}: requests sent {self.sent}, failed {len(self.failed)}"
-        print(line, Counter(self.failed).most_common(3))
-        return line
 
 
 def _serving(samples: int = 24) -> Counter:
@@ -143,24 +92,33 @@ def test_only_the_load_balancer_serves_the_web():
 
 
 def test_forwarded_client_address_reaches_the_app_and_forgeries_do_not():
-    """The app believes X-Forwarded-For from the load balancer alone: the access log of the app server shows the
-    controller's address for a request through the LB, and the LB's own address for a forged header sent to the
-    app server directly from the load balancer host... which is the one trusted peer, so the forgery is sent from
-    the database host instead, whose address must show."""
-    marker = f"/healthz?xff-probe={time.time_ns()}"
-    _get(marker)
+    """The app believes X-Forwarded-For from the load balancers alone. Through the LB, the API's access log shows
+    the controller's address (the Docker network's gateway), not the LB's. A forged header sent straight to an app
+    server from the database host is ignored: the log shows the database host's address."""
+    probe = f"xff-probe-{time.time_ns()}"
+    for _ in range(4):  # both app servers get some
+        _get(f"/healthz?{probe}")
     db = _host(DB)
-    forged = f"/healthz?xff-forged={time.time_ns()}"
-    db.run(f"curl -s -H 'X-Forwarded-For: 203.0.113.7' http://{ADDRESS[APP1]}:8000{forged}")
-    logs = _host(APP1).run("journalctl -u fleetdemo-api --no-pager -n 400").stdout
+    # Port 8000 is closed to the database host: open it for this one request, then close it again.
+    app1 = _host(APP1)
+    app1.run(f"ufw insert 1 allow from {ADDRESS[DB]} to any port 8000 proto tcp comment xff-test")
+    try:
+        forged = f"xff-forged-{time.time_ns()}"
+        db.run(f"curl -s -H 'X-Forwarded-For: 203.0.113.7' 'http://{ADDRESS[APP1]}:8000/healthz?{forged}'")
+    finally:
+        app1.run(f"ufw delete allow from {ADDRESS[DB]} to any port 8000 proto tcp")
+    logs = app1.run("journalctl -u fleetdemo-api --no-pager -n 400").stdout
     logs += _host(APP2).run("journalctl -u fleetdemo-api --no-pager -n 400").stdout
-    assert "203.0.113.7" not in logs, "a forged X-Forwarded-For from outside the load balancers was believed"
-    assert "xff-probe" in logs
+    probe_lines = [line for line in logs.splitlines() if probe in line]
+    forged_lines = [line for line in logs.splitlines() if forged in line]
+    assert probe_lines and all("172.30.77.1:" in line for line in probe_lines), probe_lines
+    assert forged_lines and all(f"{ADDRESS[DB]}:" in line for line in forged_lines), forged_lines
+    assert not any("203.0.113.7" in line for line in forged_lines), "a forged X-Forwarded-For was believed"
 
 
 def test_rolling_deploy_under_load_drops_no_request(tmp_path):
     wheelhouse = make_release(tmp_path / "wh-1.1.0", "1.1.0")
-    with Load() as load:
+    with Load(FRONT + "/healthz", SERVER_NAME) as load:
         time.sleep(2)
         started = time.monotonic()
         result = run_playbook("playbooks/deploy.yml", "-e", "app_version=1.1.0", "-e",
@@ -179,7 +137,7 @@ def test_rolling_deploy_under_load_drops_no_request(tmp_path):
 
 def test_broken_release_stops_at_the_first_host_without_a_failed_request(tmp_path):
     wheelhouse = make_release(tmp_path / "wh-1.2.0", "1.2.0", broken=True)
-    with Load() as load:
+    with Load(FRONT + "/healthz", SERVER_NAME) as load:
         time.sleep(2)
         result = run_playbook("playbooks/deploy.yml", "-e", "app_version=1.2.0", "-e",
                               f"app_wheelhouse_dir={wheelhouse}", "-e", "app_health_retries=5", timeout=600)
