@@ -162,6 +162,27 @@ options:
     type: str
     choices: [same_host, all, none, "yes", "no"]
     default: same_host
+  units:
+    description:
+      - systemd units that serve O(url) on the host the module runs on, for example V([myapp-api.service]). Needs
+        C(systemctl) and C(journalctl) there (a probe of a local service, as the app role's health gate is).
+      - After each unhealthy attempt their state is read. The wait ends early, without using up O(retries) or
+        O(wait_timeout), when a unit cannot serve the URL. That is when it is not loaded, V(failed) or
+        V(inactive), when systemd could not even start its program (an exit status of 200 or more from systemd
+        itself, such as V(203/EXEC) for a missing program), or when systemd restarted it twice or more while
+        the probe waited (a crash loop).
+      - When the probe ends unhealthy, the message carries each unit's C(ActiveState), C(SubState), C(Result),
+        C(ExecMainStatus) and C(NRestarts), and its last O(journal_lines) journal lines. RV(units) and RV(journal)
+        return them.
+      - A healthy answer is never second-guessed. The units are read only after an unhealthy attempt.
+    type: list
+    elements: str
+    default: []
+  journal_lines:
+    description:
+      - How many of the last journal lines of each unit in O(units) an unhealthy result shows. V(0) shows none.
+    type: int
+    default: 15
   fail_on_unhealthy:
     description:
       - Fail the task when the service is unhealthy after the last attempt.
@@ -217,6 +238,14 @@ EXAMPLES = r"""
   pyfleet.server.health_check:
     url: http://127.0.0.1:8000/health
     follow_redirects: none
+
+- name: Gate on the API, ending early with its state and journal when its unit cannot start
+  pyfleet.server.health_check:
+    url: http://127.0.0.1:8000/readyz
+    retries: 30
+    delay: 2
+    units:
+      - myapp-api.service
 
 - name: Loyalty readiness, only report (morning checks)
   pyfleet.server.health_check:
@@ -288,6 +317,19 @@ failures:
   type: list
   elements: str
   sample: ["HTTP 503 (expected 200)", "dependency 'redis' reported 'fail' (fail)"]
+units:
+  description:
+    - State of every unit in O(units) when it was last read (after the last unhealthy attempt), by unit name.
+    - Empty when O(units) is empty or every attempt was healthy.
+  returned: always
+  type: dict
+  sample: {"myapp-api.service": {"ActiveState": "activating", "SubState": "auto-restart", "Result": "exit-code",
+           "ExecMainStatus": "203", "NRestarts": "3", "LoadState": "loaded", "ExecMainCode": "1"}}
+journal:
+  description: The last O(journal_lines) journal lines of every unit in O(units), by unit name, when unhealthy.
+  returned: always
+  type: dict
+  sample: {"myapp-api.service": ["... myapp-api.service: Failed at step EXEC spawning ...: No such file or directory"]}
 summary:
   description:
     - One report line for the endpoint, as C(playbooks/healthcheck.yml) prints it.
@@ -332,6 +374,65 @@ DEFAULT_ACCEPT = "application/health+json, application/json;q=0.9, */*;q=0.1"
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 10
 CROSS_HOST_DROPPED_HEADERS = ("host", "authorization", "cookie")
+UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "Result", "ExecMainCode", "ExecMainStatus", "NRestarts")
+UNIT_SHOWN = ("ActiveState", "SubState", "Result", "ExecMainStatus", "NRestarts")
+CLD_EXITED = "1"  # ExecMainCode of a process that exited (rather than being killed)
+# Exit statuses systemd itself uses when it could not set up or run a unit's program (systemd.exec(5)).
+SYSTEMD_EXIT_NAMES = {
+    200: "CHDIR", 201: "NICE", 202: "FDS", 203: "EXEC", 204: "MEMORY", 205: "LIMITS", 206: "OOM_ADJUST",
+    207: "SIGNAL_MASK", 208: "STDIN", 209: "STDOUT", 210: "CHROOT", 211: "IOPRIO", 212: "TIMERSLACK",
+    213: "SECUREBITS", 214: "SETSCHEDULER", 215: "CPUAFFINITY", 216: "GROUP", 217: "USER", 218: "CAPABILITIES",
+    219: "CGROUP", 220: "SETSID", 221: "CONFIRM", 222: "STDERR", 224: "PAM", 225: "NETWORK", 226: "NAMESPACE",
+    227: "NO_NEW_PRIVILEGES", 228: "SECCOMP", 229: "SELINUX_CONTEXT", 230: "PERSONALITY", 231: "APPARMOR_PROFILE",
+    232: "ADDRESS_FAMILIES", 233: "RUNTIME_DIRECTORY", 235: "CHOWN", 236: "SMACK_PROCESS_LABEL", 237: "KEYRING",
+    238: "STATE_DIRECTORY", 239: "CACHE_DIRECTORY", 240: "LOGS_DIRECTORY", 241: "CONFIGURATION_DIRECTORY",
+    242: "NUMA_POLICY", 243: "CREDENTIALS", 245: "BPF",
+}
+RESTART_LOOP = 2  # restarts by systemd while waiting that end the wait
+
+
+def unit_trouble(unit: str, state: dict[str, str], restarts_before: int | None) -> str | None:
+    """Why `unit` cannot serve the URL now, or None while it may still come up (pure; decides an early end)."""
+    active, sub = state.get("ActiveState", ""), state.get("SubState", "")
+    if state.get("LoadState", "loaded") != "loaded":
+        return f"{unit} is not loaded (LoadState={state.get('LoadState')})"
+    status = int(state.get("ExecMainStatus") or 0)
+    if (state.get("ExecMainCode") == CLD_EXITED and status in SYSTEMD_EXIT_NAMES
+            and state.get("Result", "success") != "success" and active != "active"):
+        return (f"{unit} cannot start: systemd could not run its program "
+                f"(status={status}/{SYSTEMD_EXIT_NAMES[status]})")
+    if active in ("failed", "inactive"):
+        return f"{unit} is {active} ({sub}, result {state.get('Result', '?')})"
+    restarts = int(state.get("NRestarts") or 0)
+    if restarts_before is not None and restarts - restarts_before >= RESTART_LOOP:
+        return (f"{unit} is crash-looping: systemd restarted it {restarts - restarts_before} times while waiting "
+                f"(result {state.get('Result', '?')}, exit status {status})")
+    return None
+
+
+def describe_unit(unit: str, state: dict[str, str]) -> str:
+    return unit + " " + " ".join(f"{key}={state.get(key, '?')}" for key in UNIT_SHOWN)
+
+
+class Systemd:
+    """Reads unit state and journal lines through systemctl/journalctl (read-only)."""
+
+    def __init__(self, run_command: t.Callable[..., tuple[int, str, str]]) -> None:
+        self.run_command = run_command
+
+    def state(self, unit: str) -> dict[str, str]:
+        rc, out, err = self.run_command(
+            ["systemctl", "show", "--property=" + ",".join(UNIT_PROPERTIES), "--", unit])
+        if rc != 0:
+            return {"LoadState": f"unknown (systemctl show: {(err or out).strip()})"}
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def journal(self, unit: str, lines: int) -> list[str]:
+        rc, out, err = self.run_command(
+            ["journalctl", "--unit", unit, "--lines", str(lines), "--no-pager", "--quiet", "--output", "short-iso"])
+        if rc != 0:
+            return [f"(journalctl failed: {(err or out).strip()})"]
+        return out.splitlines()
 
 
 class HealthProbe:
@@ -343,9 +444,11 @@ class HealthProbe:
         opener: t.Callable[..., t.Any] | None = None,
         clock: t.Callable[[], float] = time.monotonic,
         sleep: t.Callable[[float], None] = time.sleep,
+        systemd: Systemd | None = None,
     ) -> None:
         self.params = params
         self.opener = opener or open_url
+        self.systemd = systemd
         self.clock = clock
         self.sleep = sleep
         parts = urlsplit(params["url"])
@@ -476,6 +579,10 @@ class HealthProbe:
         else:
             max_attempts = None if deadline is not None else 1
 
+        units: list[str] = list(p.get("units") or [])
+        unit_states: dict[str, dict[str, str]] = {}
+        restarts_before: dict[str, int] = {}
+        trouble: list[str] = []
         attempts = 0
         while True:
             attempts += 1
@@ -486,6 +593,14 @@ class HealthProbe:
             verdict: Verdict = outcome["verdict"]
             if verdict.healthy:
                 break
+            if units and self.systemd is not None:
+                for unit in units:
+                    unit_states[unit] = self.systemd.state(unit)
+                    restarts_before.setdefault(unit, int(unit_states[unit].get("NRestarts") or 0))
+                trouble = [reason for unit in units
+                           if (reason := unit_trouble(unit, unit_states[unit], restarts_before[unit]))]
+                if trouble:
+                    break
             if max_attempts is not None and attempts >= max_attempts:
                 break
             if deadline is not None and self.clock() + p["delay"] >= deadline:
@@ -493,6 +608,18 @@ class HealthProbe:
             self.sleep(p["delay"])
 
         elapsed = self.clock() - start
+        failures = list(verdict.failures)
+        msg = compose_message(p["url"], verdict.failures, attempts, elapsed)
+        journal: dict[str, list[str]] = {}
+        if not verdict.healthy and unit_states and self.systemd is not None:
+            if trouble:
+                failures.append("stopped waiting: " + "; ".join(trouble))
+                msg += ". Stopped waiting early: " + "; ".join(trouble)
+            for unit in units:
+                msg += ".\n" + describe_unit(unit, unit_states[unit])
+                if p.get("journal_lines", 0) > 0:
+                    journal[unit] = self.systemd.journal(unit, p["journal_lines"])
+                    msg += f"; its last {len(journal[unit])} journal lines:\n" + "\n".join(journal[unit])
         return {
             "changed": False,
             "healthy": verdict.healthy,
@@ -503,7 +630,9 @@ class HealthProbe:
             "dependencies": verdict.dependencies,
             "body": outcome["body"],
             "redirects": outcome["redirects"],
-            "failures": verdict.failures,
+            "failures": failures,
+            "units": unit_states,
+            "journal": journal,
             "summary": summary_line(
                 p.get("name") or p["url"],
                 healthy=verdict.healthy,
@@ -511,9 +640,9 @@ class HealthProbe:
                 status_code=outcome["status_code"],
                 latency_ms=outcome["latency_ms"],
                 dependencies=verdict.dependencies,
-                failures=verdict.failures,
+                failures=failures,
             ),
-            "msg": compose_message(p["url"], verdict.failures, attempts, elapsed),
+            "msg": msg,
             "_warnings": verdict.warnings,
         }
 
@@ -538,6 +667,8 @@ def argument_spec() -> dict[str, t.Any]:
         "max_latency_ms": {"type": "float"},
         "strict": {"type": "bool", "default": False},
         "fail_on_unhealthy": {"type": "bool", "default": True},
+        "units": {"type": "list", "elements": "str", "default": []},
+        "journal_lines": {"type": "int", "default": 15},
         "follow_redirects": {
             "type": "str", "default": "same_host", "choices": ["same_host", "all", "none", "yes", "no"],
         },
@@ -563,7 +694,17 @@ def main() -> None:
     if p["retries"] is not None and p["retries"] < 0:
         module.fail_json(msg=f"retries must be 0 or more, got {p['retries']}")
 
-    result = HealthProbe(p).run()
+    if p["journal_lines"] < 0:
+        module.fail_json(msg=f"journal_lines must be 0 or more, got {p['journal_lines']}")
+    systemd = None
+    if p["units"]:
+        missing = [tool for tool in ("systemctl", "journalctl") if module.get_bin_path(tool) is None]
+        if missing:
+            module.fail_json(msg=f"units needs {' and '.join(missing)} on the host the probe runs on; "
+                                 "leave units empty for a probe from elsewhere")
+        systemd = Systemd(module.run_command)
+
+    result = HealthProbe(p, systemd=systemd).run()
     for warning in result.pop("_warnings"):
         module.warn(f"{p['url']}: {warning}")
     if not result["healthy"] and p["fail_on_unhealthy"]:

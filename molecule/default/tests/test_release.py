@@ -5,12 +5,15 @@ Runs after test_default.py (pytest's file order) because it changes the live rel
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import subprocess
+import zipfile
 from pathlib import Path
 
-from helpers import APP, http_json, molecule_hosts, run_playbook
-from releases import make_release
+from helpers import APP, changed_tasks, http_json, molecule_hosts, run_playbook
+from releases import _record_line, make_release
 
 testinfra_hosts = molecule_hosts("pyfleet")
 
@@ -33,12 +36,55 @@ def test_good_release_goes_live_and_keeps_the_previous_one(host, tmp_path):
     assert code == 200 and body["version"] == "1.0.1"
 
 
+def rebuilt(wheelhouse: Path, build_id: str) -> Path:
+    """The same wheelhouse, app_version unchanged, its app wheel holding one more file, with a manifest.txt."""
+    (wheel,) = wheelhouse.glob(f"{APP}-*.whl")
+    with zipfile.ZipFile(wheel) as zin:
+        files = {item.filename: zin.read(item) for item in zin.infolist()}
+    (record,) = [name for name in files if name.endswith(".dist-info/RECORD")]
+    files[f"{APP}/build_id.txt"] = build_id.encode()
+    lines = [_record_line(name, data) for name, data in files.items() if name != record] + [f"{record},,"]
+    files[record] = ("\n".join(lines) + "\n").encode()
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name, data in files.items():
+            zout.writestr(name, data)
+    manifest = "".join(f"{whl.name}  sha256:{hashlib.sha256(whl.read_bytes()).hexdigest()}\n"
+                       for whl in sorted(wheelhouse.glob("*.whl")))
+    (wheelhouse / "manifest.txt").write_text(manifest)
+    return wheelhouse
+
+
+def test_a_rebuilt_wheelhouse_of_the_same_version_is_installed(host, tmp_path):
+    """Same app_version, other wheels: the wheelhouse's identity is part of the release's, so it is installed (A.6)."""
+    venv = f"/opt/{APP}/releases/1.0.1/venv"
+    site = host.check_output(f"{venv}/bin/python -c 'import {APP}, os; print(os.path.dirname({APP}.__file__))'")
+    assert not host.file(f"{site}/build_id.txt").exists
+    api = f"{APP}-api.service"
+    invocation = host.check_output(f"systemctl show -p InvocationID --value {api}")
+    wheelhouse = rebuilt(make_release(tmp_path / "rebuilt", "1.0.1"), "rebuilt-1")
+    result = deploy("1.0.1", wheelhouse)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "Install the release into its own venv (no package index)" in changed_tasks(result.stdout)
+    assert host.file(f"{site}/build_id.txt").content_string == "rebuilt-1"
+    manifest_id = hashlib.sha256((wheelhouse / "manifest.txt").read_bytes()).hexdigest()
+    assert host.file(f"{venv}/.pyfleet-wheelhouse").content_string == manifest_id
+    assert host.check_output(f"systemctl show -p InvocationID --value {api}") != invocation, "not restarted"
+    assert live_release(host) == f"/opt/{APP}/releases/1.0.1"
+
+
 def test_broken_release_is_rolled_back_with_the_reason(host, tmp_path):
-    result = deploy("1.0.2", make_release(tmp_path / "broken", "1.0.2", broken=True))
+    """Its API crash-loops: the gate stops waiting early and shows the unit's state and journal (12 A.4)."""
+    result = deploy("1.0.2", make_release(tmp_path / "broken", "1.0.2", broken=True), app_health_retries=60)
     out = result.stdout + result.stderr
     assert result.returncode != 0, out[-4000:]
     assert "fleetdemo 1.0.2 failed its health gate" in out, out[-4000:]
     assert f"Rolled back to /opt/{APP}/releases/1.0.1" in out, out[-4000:]
+    # 60 retries would take 2 minutes; a crash loop ends the wait after two restarts by systemd
+    attempts = int(re.search(r"is unhealthy after (\d+) attempts?", out)[1])
+    assert attempts < 30, out[-4000:]
+    assert f"Stopped waiting early: {APP}-api.service is crash-looping" in out, out[-4000:]
+    assert f"{APP}-api.service ActiveState=" in out and "NRestarts=" in out, out[-4000:]
+    assert "journal lines:" in out and "deliberately broken release" in out, out[-4000:]
     assert live_release(host) == f"/opt/{APP}/releases/1.0.1"
     code, body = http_json(host, "GET", "/readyz")
     assert code == 200, body

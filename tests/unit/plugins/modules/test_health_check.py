@@ -428,3 +428,131 @@ def test_main_flat_map_503_accepted_is_still_unhealthy(monkeypatch, capsys):
     assert out["dependencies"] == {"storage": "fail", "cache": "pass"}
     assert out["failures"] == ["dependency 'storage' reported false (fail)"]
     assert out["summary"].startswith(f"{URL}: UNHEALTHY status=fail HTTP 503 ")
+
+
+# --- units: an early end when the unit behind the URL cannot serve it, and its state and journal in the message
+
+
+class FakeSystemd:
+    """Plays back unit states (one dict per read, the last repeated) and a journal."""
+
+    def __init__(self, states: list[dict[str, str]], journal: list[str] | None = None) -> None:
+        self.states = list(states)
+        self.reads = 0
+        self.journal_asked: list[tuple[str, int]] = []
+        self.lines = journal if journal is not None else ["line 1", "line 2"]
+
+    def state(self, unit: str) -> dict[str, str]:
+        self.reads += 1
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+    def journal(self, unit: str, lines: int) -> list[str]:
+        self.journal_asked.append((unit, lines))
+        return self.lines[-lines:]
+
+
+UNIT = "app-api.service"
+RUNNING = {"LoadState": "loaded", "ActiveState": "active", "SubState": "running", "Result": "success",
+           "ExecMainCode": "0", "ExecMainStatus": "0", "NRestarts": "0"}
+NO_PROGRAM = {**RUNNING, "ActiveState": "activating", "SubState": "auto-restart", "Result": "exit-code",
+              "ExecMainCode": "1", "ExecMainStatus": "203", "NRestarts": "1"}
+REFUSED = ConnectionRefusedError(111, "refused")
+
+
+def probe_units(states, outcomes, **overrides):
+    clock = FakeClock()
+    systemd = FakeSystemd(states)
+    values = params(**{"units": [UNIT], "retries": 30, "delay": 2, **overrides})
+    result = HealthProbe(values, opener=Script(clock, outcomes), clock=clock, sleep=clock.sleep,
+                         systemd=systemd).run()
+    return result, systemd, clock
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (NO_PROGRAM, f"{UNIT} cannot start: systemd could not run its program (status=203/EXEC)"),
+        ({**RUNNING, "ActiveState": "failed", "SubState": "failed", "Result": "exit-code", "ExecMainCode": "1",
+          "ExecMainStatus": "3"}, f"{UNIT} is failed (failed, result exit-code)"),
+        ({**RUNNING, "ActiveState": "inactive", "SubState": "dead"}, f"{UNIT} is inactive (dead, result success)"),
+        ({"LoadState": "not-found", "ActiveState": "inactive"}, f"{UNIT} is not loaded (LoadState=not-found)"),
+    ],
+)
+def test_a_unit_that_cannot_serve_ends_the_wait_at_once(state, reason):
+    result, systemd, clock = probe_units([state], [REFUSED])
+    assert result["healthy"] is False
+    assert result["attempts"] == 1 and clock.sleeps == []
+    assert result["failures"][-1] == "stopped waiting: " + reason
+    assert "Stopped waiting early: " + reason in result["msg"]
+    assert result["units"] == {UNIT: state}
+    assert systemd.journal_asked == [(UNIT, 15)]
+    assert result["journal"] == {UNIT: ["line 1", "line 2"]}
+    assert result["msg"].endswith("; its last 2 journal lines:\nline 1\nline 2")
+
+
+def test_a_crash_loop_ends_the_wait_after_two_restarts_while_waiting():
+    crashed = {**RUNNING, "ActiveState": "activating", "SubState": "auto-restart", "Result": "exit-code",
+               "ExecMainCode": "1", "ExecMainStatus": "3"}
+    states = [{**RUNNING, "NRestarts": "5"}, {**crashed, "NRestarts": "6"}, {**RUNNING, "NRestarts": "7"}]
+    result, _systemd, clock = probe_units(states, [REFUSED])
+    # restarts counted from the first read (5): the third read sees two more
+    assert result["attempts"] == 3 and clock.sleeps == [2, 2]
+    assert result["failures"][-1] == (f"stopped waiting: {UNIT} is crash-looping: systemd restarted it 2 times "
+                                      "while waiting (result success, exit status 0)")
+    assert (f"{UNIT} ActiveState=active SubState=running Result=success ExecMainStatus=0 NRestarts=7"
+            in result["msg"])
+
+
+def test_a_unit_still_starting_is_waited_for():
+    starting = {**RUNNING, "ActiveState": "activating", "SubState": "start"}
+    result, systemd, _clock = probe_units([starting, starting, RUNNING], [REFUSED, REFUSED, OK])
+    assert result["healthy"] is True and result["attempts"] == 3
+    assert systemd.journal_asked == [] and result["journal"] == {}
+    assert "is healthy after 3 attempts" in result["msg"]
+
+
+def test_a_healthy_answer_never_reads_the_units():
+    result, systemd, _clock = probe_units([NO_PROGRAM], [OK])
+    assert result["healthy"] is True and systemd.reads == 0 and result["units"] == {}
+
+
+def test_unhealthy_to_the_end_shows_the_state_and_journal_lines_asked():
+    result, systemd, _clock = probe_units([RUNNING], [REFUSED], retries=2, journal_lines=1)
+    assert result["attempts"] == 3
+    assert not any(f.startswith("stopped waiting") for f in result["failures"])
+    assert systemd.journal_asked == [(UNIT, 1)]
+    assert result["msg"].endswith(f"{UNIT} ActiveState=active SubState=running Result=success ExecMainStatus=0"
+                                  " NRestarts=0; its last 1 journal lines:\nline 2")
+
+
+def test_journal_lines_zero_shows_the_state_only():
+    result, systemd, _clock = probe_units([NO_PROGRAM], [REFUSED], journal_lines=0)
+    assert systemd.journal_asked == []
+    assert result["msg"].endswith("ExecMainStatus=203 NRestarts=1")
+
+
+def test_systemd_reader_parses_systemctl_show():
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        if argv[0] == "systemctl":
+            return 0, "ActiveState=failed\nSubState=failed\nResult=exit-code\nExecMainStatus=203\n", ""
+        return 0, "l1\nl2\n", ""
+
+    systemd = health_check.Systemd(run)
+    assert systemd.state(UNIT) == {"ActiveState": "failed", "SubState": "failed", "Result": "exit-code",
+                                   "ExecMainStatus": "203"}
+    assert calls[0][:2] == ["systemctl", "show"] and calls[0][-1] == UNIT
+    assert systemd.journal(UNIT, 15) == ["l1", "l2"]
+    assert calls[1][:3] == ["journalctl", "--unit", UNIT] and "15" in calls[1]
+    broken = health_check.Systemd(lambda argv: (1, "", "Failed to connect to bus"))
+    assert broken.state(UNIT)["LoadState"] == "unknown (systemctl show: Failed to connect to bus)"
+    assert broken.journal(UNIT, 3) == ["(journalctl failed: Failed to connect to bus)"]
+
+
+def test_main_units_need_systemctl(monkeypatch, capsys):
+    monkeypatch.setattr(health_check.AnsibleModule, "get_bin_path", lambda self, name, *a, **k: None)
+    code, out = run_main({"url": URL, "units": [UNIT]}, capsys)
+    assert code == 1
+    assert "units needs systemctl and journalctl on the host the probe runs on" in out["msg"]
