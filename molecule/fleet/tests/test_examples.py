@@ -44,10 +44,11 @@ def test_example_passes_the_syntax_check(example):
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_example_passes_every_preflight_on_real_hosts(example, tmp_path):
     key = Path("~/.ansible/pyfleet-fleet/id_ed25519").expanduser()
-    overrides = {"all": {"hosts": {name: {
-        "ansible_host": address, "ansible_user": "pyfleetop", "ansible_ssh_private_key_file": str(key),
-        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-        "ansible_python_interpreter": "/usr/bin/python3", "ansible_become": True} for name, address in EXAMPLES[example].items()}}}
+    ssh = {"ansible_user": "pyfleetop", "ansible_ssh_private_key_file": str(key), "ansible_become": True,
+           "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+           "ansible_python_interpreter": "/usr/bin/python3"}
+    hosts = {name: {"ansible_host": address, **ssh} for name, address in EXAMPLES[example].items()}
+    overrides = {"all": {"hosts": hosts}}
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(overrides))
     # The app's wheel as preflight looks for it (the example's real wheelhouse is the operator's build).
     wheelhouse = tmp_path / "wheelhouse"
