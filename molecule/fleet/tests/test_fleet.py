@@ -71,6 +71,15 @@ def test_readiness_through_the_load_balancer_sees_database_and_redis():
     assert body["checks"] == {"database": "pass", "redis": "pass"}, body
 
 
+def test_the_morning_health_check_probes_the_app_servers():
+    result = run_playbook("playbooks/healthcheck.yml", timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    for name in (APP1, APP2):
+        assert f"ok: [{name}]" in result.stdout
+    recaps = {line.split()[0]: line for line in result.stdout.splitlines() if " ok=" in line and "failed=0" in line}
+    assert set(recaps) == {LB, APP1, APP2, DB}, result.stdout[-2000:]
+
+
 @pytest.mark.parametrize("port", [5432, 6379])
 def test_data_ports_are_closed_outside_the_app_tier(port):
     assert not _port_open(ADDRESS[DB], port), f"{port} on the database host answers the controller"
