@@ -118,7 +118,7 @@ def results(tmp_path_factory) -> dict[str, str | None]:
     """{case: the failure message of its host, or None when the preflight passed}."""
     tmp = tmp_path_factory.mktemp("dbtier-preflight")
     hosts = {}
-    for case, (role, variables, _) in CASES.items():
+    for case, (role, variables, _expected) in CASES.items():
         base = {"postgresql_users": USERS, "postgresql_databases": DATABASES} if role == "postgresql" else {
             "redis_password": REDIS_PASSWORD}
         hosts[case] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
