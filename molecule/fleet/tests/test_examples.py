@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared" / "tests"))
-from helpers import REPO  # noqa: E402
+from helpers import REPO
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 # Example host -> the fleet's test host of the same tier.

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import testinfra
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared" / "tests"))
-from helpers import run_playbook  # noqa: E402
-from load import Load, get_json  # noqa: E402
-from releases import make_release  # noqa: E402
+from helpers import run_playbook
+from load import Load, get_json
+from releases import make_release
 
 LB, APP1, APP2, DB = "pyfleet-fleet-lb", "pyfleet-fleet-app1", "pyfleet-fleet-app2", "pyfleet-fleet-db"
 ADDRESS = {LB: "172.30.77.10", APP1: "172.30.77.11", APP2: "172.30.77.12", DB: "172.30.77.13"}
