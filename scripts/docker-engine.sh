@@ -12,7 +12,8 @@ if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&
 fi
 if ! $DOCKER info >/dev/null 2>&1; then
   echo "docker-engine: starting dockerd in the background"
-  nohup dockerd >/var/log/pyfleet-dockerd.log 2>&1 &
+  # A session of its own: the engine outlives the shell (and the process group) that started it.
+  setsid nohup dockerd >/var/log/pyfleet-dockerd.log 2>&1 < /dev/null &
 fi
 for _ in $(seq 1 60); do
   $DOCKER info >/dev/null 2>&1 && { echo "docker-engine: engine answers"; exit 0; }
