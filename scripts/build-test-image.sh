@@ -23,7 +23,7 @@ root=$(mktemp -d /var/tmp/pyfleet-rootfs.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 echo "build-test-image: debootstrap bookworm from $MIRROR" >&2
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,dbus,python3,python3-apt,procps,iproute2,ca-certificates,sudo,gnupg,curl \
+  --include=systemd,systemd-sysv,dbus,python3,python3-apt,procps,iproute2,ca-certificates,sudo,gnupg,curl,openssh-server \
   bookworm "$root" "$MIRROR" >&2
 
 # A container boots systemd: no gettys, no hardware units, a fresh machine-id at first boot.
@@ -34,6 +34,10 @@ ln -sf /dev/null "$root"/etc/systemd/system/systemd-remount-fs.service
 ln -sf /dev/null "$root"/etc/systemd/system/sys-kernel-config.mount
 ln -sf /dev/null "$root"/etc/systemd/system/systemd-logind.service
 : >"$root"/etc/machine-id
+# sshd is installed for the multi-host scenario (which connects over SSH like a real controller) but off: other
+# scenarios use port 22 themselves, and each host gets its own host keys when a scenario turns sshd on.
+rm -f "$root"/etc/systemd/system/multi-user.target.wants/ssh.service "$root"/etc/systemd/system/sshd.service \
+      "$root"/etc/systemd/system/sockets.target.wants/ssh.socket "$root"/etc/ssh/ssh_host_*
 # Package lists as a fresh server has them (check mode reads them), dated in the past so the first real
 # apt task of a role refreshes them.
 security_mirror=${MIRROR%/debian}/debian-security

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import socket
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def client() -> TestClient:
 def test_healthz_does_not_touch_dependencies(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "pass", "version": "1.0.0"}
+    assert response.json() == {"status": "pass", "version": "1.0.0", "host": socket.gethostname()}
 
 
 def test_readyz_fails_when_dependencies_are_down(client: TestClient) -> None:

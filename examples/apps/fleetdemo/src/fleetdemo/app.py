@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -100,7 +101,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
-        return {"status": "pass", "version": settings.app_version}
+        # The host name tells which server of a fleet answered (behind a load balancer).
+        return {"status": "pass", "version": settings.app_version, "host": socket.gethostname()}
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:

@@ -1,4 +1,8 @@
-"""Disaster recovery, for real: back up, fetch the set off the host, lose the host, rebuild, compare the data."""
+"""Disaster recovery, for real: back up, fetch the set off the host, lose the host, rebuild, compare the data.
+
+Runs last in this scenario (conftest.py): it replaces the host. The data the earlier tests left is part of what is
+backed up and must come back.
+"""
 
 from __future__ import annotations
 
