@@ -64,9 +64,11 @@ def test_a_rebuilt_wheelhouse_of_the_same_version_is_installed(host, tmp_path):
     wheelhouse = rebuilt(make_release(tmp_path / "rebuilt", "1.0.1"), "rebuilt-1")
     result = deploy("1.0.1", wheelhouse)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert "Install the release into its own venv (no package index)" in changed_tasks(result.stdout)
+    assert "pyfleet.server.app : Install the release into its own venv (no package index)" in \
+        changed_tasks(result.stdout), result.stdout[-4000:]
     assert host.file(f"{site}/build_id.txt").content_string == "rebuilt-1"
-    manifest_id = hashlib.sha256((wheelhouse / "manifest.txt").read_bytes()).hexdigest()
+    # the role's identity of a wheelhouse: sha256 of manifest.txt as Ansible's file lookup reads it (no final newline)
+    manifest_id = hashlib.sha256((wheelhouse / "manifest.txt").read_text().rstrip("\n").encode()).hexdigest()
     assert host.file(f"{venv}/.pyfleet-wheelhouse").content_string == manifest_id
     assert host.check_output(f"systemctl show -p InvocationID --value {api}") != invocation, "not restarted"
     assert live_release(host) == f"/opt/{APP}/releases/1.0.1"

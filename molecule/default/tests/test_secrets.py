@@ -3,7 +3,7 @@
 One deploy.yml -vvv as a non-root operator with sudo (as on most servers): the migration, the switch, the restart
 and the gate all run. Meanwhile a sampler on the host records every process's command line. The demo's secrets
 (SECRET_KEY and the PostgreSQL and Redis passwords, read from the env file on the host) must appear in none of
-them. Runs last (pytest's file order): it deploys the inventory's release again (test_release.py left 1.0.1 live).
+them. Runs after test_release.py (file order), which left 1.0.1 live: it deploys the inventory's 1.0.0 again.
 """
 
 from __future__ import annotations
