@@ -45,7 +45,7 @@ def run(tmp_path: Path, inventory: dict) -> tuple[subprocess.CompletedProcess, d
     (play_dir / "probe.yml").write_text(PROBE)
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     result = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(tmp_path / "hosts.yml"), str(play_dir / "probe.yml")],
-                            capture_output=True, text=True, timeout=120, check=False,
+                            capture_output=True, text=True, timeout=300, check=False,
                             env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                                      ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
                                      ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
