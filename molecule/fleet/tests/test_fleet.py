@@ -49,16 +49,24 @@ def _probe_from(host, address: str, port: int) -> bool:
 def _serving(samples: int = 24) -> Counter:
     """(version, host) of `samples` answers through the load balancer."""
     seen: Counter = Counter()
-    for _ in range(samples):
-        _, body = _get("/healthz")
+    for _sample in range(samples):
+        body = _get("/healthz")[1]
         seen[(body["version"], body["host"])] += 1
     return seen
 
 
+def _versions(seen: Counter) -> set[str]:
+    return {version for version, _host in seen}
+
+
+def _hosts(seen: Counter) -> set[str]:
+    return {host for _version, host in seen}
+
+
 def test_the_load_balancer_reaches_both_app_servers():
     seen = _serving()
-    assert {host for _, host in seen} == {APP1, APP2}, seen
-    assert {version for version, _ in seen} == {"1.0.0"}, seen
+    assert _hosts(seen) == {APP1, APP2}, seen
+    assert _versions(seen) == {"1.0.0"}, seen
 
 
 def test_readiness_through_the_load_balancer_sees_database_and_redis():
@@ -104,7 +112,7 @@ def test_forwarded_client_address_reaches_the_app_and_forgeries_do_not():
     the controller's address (the Docker network's gateway), not the LB's. A forged header sent straight to an app
     server from the database host is ignored: the log shows the database host's address."""
     probe = f"xff-probe-{time.time_ns()}"
-    for _ in range(4):  # both app servers get some
+    for _request in range(4):  # both app servers get some
         _get(f"/healthz?{probe}")
     db = _host(DB)
     # Port 8000 is closed to the database host: open it for this one request, then close it again.
@@ -139,8 +147,8 @@ def test_rolling_deploy_under_load_drops_no_request(tmp_path):
     assert load.sent > 50, f"the load generator sent only {load.sent} requests"
     assert load.failed == [], Counter(load.failed)
     seen = _serving()
-    assert {version for version, _ in seen} == {"1.1.0"}, seen
-    assert {host for _, host in seen} == {APP1, APP2}, seen
+    assert _versions(seen) == {"1.1.0"}, seen
+    assert _hosts(seen) == {APP1, APP2}, seen
 
 
 def test_broken_release_stops_at_the_first_host_without_a_failed_request(tmp_path):
@@ -158,10 +166,10 @@ def test_broken_release_stops_at_the_first_host_without_a_failed_request(tmp_pat
     assert _host(APP1).file("/opt/fleetdemo/current").linked_to.endswith("/1.1.0")
     assert _host(APP2).file("/opt/fleetdemo/current").linked_to.endswith("/1.1.0")
     seen = _serving()
-    assert seen and {version for version, _ in seen} == {"1.1.0"}, seen
-    assert {host for _, host in seen} == {APP2}, seen
+    assert seen and _versions(seen) == {"1.1.0"}, seen
+    assert _hosts(seen) == {APP2}, seen
     # A good deploy of the live release puts the drained host back.
     again = run_playbook("playbooks/deploy.yml", "-e", "app_version=1.1.0", "-e",
                          f"app_wheelhouse_dir={make_release(tmp_path / 'wh-1.1.0', '1.1.0')}", timeout=600)
     assert again.returncode == 0, again.stdout[-3000:]
-    assert {host for _, host in _serving()} == {APP1, APP2}
+    assert _hosts(_serving()) == {APP1, APP2}

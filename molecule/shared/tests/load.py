@@ -35,7 +35,7 @@ class Load:
         self.answers: list[dict] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(workers)]
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _worker in range(workers)]
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.limit
