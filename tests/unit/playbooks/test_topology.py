@@ -42,6 +42,7 @@ def run(tmp_path: Path, inventory: dict) -> tuple[subprocess.CompletedProcess, d
     play_dir.mkdir()
     (play_dir / "group_vars").symlink_to(REPO / "playbooks" / "group_vars")
     (play_dir / "tasks").symlink_to(REPO / "playbooks" / "tasks")
+    (tmp_path / "roles").symlink_to(REPO / "roles")
     (play_dir / "probe.yml").write_text(PROBE)
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     result = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(tmp_path / "hosts.yml"), str(play_dir / "probe.yml")],
