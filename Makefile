@@ -49,16 +49,15 @@ unit: setup
 integration: image wheelhouse
 	$(TIMED) integration scripts/run-pytest.sh tests/integration
 
-# Every scenario runs even after one failed (so one run shows every failure); the target fails at the end.
+# Two lanes side by side (scripts/molecule-lanes.sh; MOLECULE_LANES=serial for one); every scenario runs even after
+# one failed (so one run shows every failure); the target fails at the end.
 molecule: image wheelhouse
-	@failed=""; for s in $(SCENARIOS); do echo "== molecule test -s $$s"; \
-	  $(TIMED) molecule:$$s molecule test -s $$s || failed="$$failed $$s"; done; \
-	  if [ -n "$$failed" ]; then echo "molecule: failed:$$failed"; exit 1; fi
+	scripts/molecule-lanes.sh $(SCENARIOS)
 
 test:             ## every suite; a time table per suite and scenario at the end, pass or fail
-	@mkdir -p build && rm -f $(PYFLEET_TIMES)
+	@mkdir -p build && rm -f $(PYFLEET_TIMES) build/failures.txt && date +%s >build/test-started
 	@rc=0; $(MAKE) -k --no-print-directory lint unit integration molecule || rc=$$?; \
-	  scripts/time-table.sh $(PYFLEET_TIMES); \
+	  scripts/time-table.sh $(PYFLEET_TIMES) build/test-started; \
 	  if [ $$rc = 0 ]; then echo "make test: all suites passed"; else echo "make test: FAILED"; fi; exit $$rc
 
 bench: image wheelhouse

@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # timed.sh NAME CMD...: runs CMD and appends "NAME<TAB>seconds<TAB>ok|FAILED" to $PYFLEET_TIMES
 # (default build/times.tsv), so `make test` can print where its time went, failed steps included.
+# CMD's output also goes to build/logs/NAME.log; when CMD fails, its failure lines (Ansible's `fatal:`/`failed:`
+# and the message after them, pytest's FAILED/ERROR ids) are appended to build/failures.txt, which
+# time-table.sh prints under the table: the end of a CI log then says why, not only that, a step failed.
 set -uo pipefail
 name=$1; shift
-log=${PYFLEET_TIMES:-build/times.tsv}
-mkdir -p "$(dirname "$log")"
+times=${PYFLEET_TIMES:-build/times.tsv}
+logs=$(dirname "$times")/logs
+mkdir -p "$logs"
+log=$logs/${name//[^A-Za-z0-9_.-]/_}.log
 start=$(date +%s)
-"$@"
-rc=$?
-printf '%s\t%s\t%s\n' "$name" "$(( $(date +%s) - start ))" "$([ "$rc" = 0 ] && echo ok || echo FAILED)" >>"$log"
+"$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+printf '%s\t%s\t%s\n' "$name" "$(( $(date +%s) - start ))" "$([ "$rc" = 0 ] && echo ok || echo FAILED)" >>"$times"
+if [ "$rc" != 0 ]; then
+  {
+    echo "-- $name (exit $rc; whole output: $log)"
+    # A fatal task line and the few lines of message that follow it; pytest's short summary lines.
+    sed 's/\x1b\[[0-9;]*m//g' "$log" \
+      | grep -aE -B2 -A6 '(fatal|failed): \[|^(FAILED|ERROR) [^ ]+::|^E +[A-Za-z]*(Error|assert)' \
+      | cut -c1-240 | tail -24
+  } >>"$(dirname "$times")/failures.txt"
+fi
 exit "$rc"

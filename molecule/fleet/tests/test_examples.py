@@ -41,8 +41,8 @@ def test_example_passes_the_syntax_check(example):
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_example_passes_every_preflight_on_real_hosts(example, tmp_path):
-    key = Path("~/.ansible/pyfleet-fleet/id_ed25519").expanduser()
-    ssh = {"ansible_user": "pyfleetop", "ansible_ssh_private_key_file": str(key), "ansible_become": True,
+    key = yaml.safe_load((REPO / "molecule/fleet/group_vars/all.yml").read_text())["ansible_ssh_private_key_file"]
+    ssh = {"ansible_user": "pyfleetop", "ansible_ssh_private_key_file": key, "ansible_become": True,
            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
            "ansible_python_interpreter": "/usr/bin/python3"}
     hosts = {name: {"ansible_host": address, **ssh} for name, address in EXAMPLES[example].items()}
