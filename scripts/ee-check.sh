@@ -23,8 +23,8 @@ ansible-galaxy collection build --force --output-path build/dist >/dev/null \
 
 context=build/ee-context
 rm -rf "$context"
-ansible-builder create --file execution-environment.yml --context "$context" --output-filename Containerfile >/dev/null \
-  || fail "ansible-builder create --file execution-environment.yml rejected the definition (output above)"
+ansible-builder create --file execution-environment.yml --context "$context" \
+  --output-filename Containerfile >/dev/null || fail "ansible-builder create --file execution-environment.yml rejected the definition (output above)"
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
