@@ -40,6 +40,7 @@ lint: setup
 	$(TIMED) lint:ruff ruff check plugins tests examples molecule scripts
 	$(TIMED) lint:sanity scripts/sanity.sh
 	$(TIMED) lint:build ansible-galaxy collection build --force --output-path build/dist >/dev/null
+	$(TIMED) lint:ee scripts/ee-check.sh
 
 unit: setup
 	$(TIMED) unit scripts/run-pytest.sh tests/unit
