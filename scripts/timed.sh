@@ -18,9 +18,10 @@ if [ "$rc" != 0 ]; then
   {
     echo "-- $name (exit $rc; whole output: $log)"
     # A fatal task line and the few lines of message that follow it; pytest's short summary lines.
-    sed 's/\x1b\[[0-9;]*m//g' "$log" \
-      | grep -aE -B2 -A6 '(fatal|failed): \[|^(FAILED|ERROR) [^ ]+::|^E +[A-Za-z]*(Error|assert)' \
-      | cut -c1-240 | tail -24
+    # (Colours and Molecule's box prefix "  │ " off first.)
+    sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *│ //' "$log" \
+      | grep -aE -B2 -A6 '(fatal|failed): \[|^(FAILED|ERROR) [^ ]+::|^E +[A-Za-z]*(Error|assert)|^[A-Za-z.]*(Error|Exception): ' \
+      | grep -av 'RETRYING' | cut -c1-240 | tail -24
   } >>"$(dirname "$times")/failures.txt"
 fi
 exit "$rc"
