@@ -38,14 +38,17 @@ done
 status_dir=$(mktemp -d)
 trap 'rm -rf "$status_dir"' EXIT
 
-run_lane() {  # run_lane NUMBER QUIET SCENARIO...
+# The name a step is timed and logged under (scripts/timed.sh).
+step_name() { if [ "$1" = integration ]; then echo integration; else echo "molecule:$1"; fi; }
+
+run_lane() {  # run_lane NUMBER QUIET STEP...
   local number=$1 quiet=$2 s rc step
   shift 2
   for s in "$@"; do
     if [ "$s" = integration ]; then
       step=(integration scripts/run-pytest.sh tests/integration)
     else
-      step=("molecule:$s" molecule test -s "$s")
+      step=("$(step_name "$s")" molecule test -s "$s")
     fi
     echo "== ${step[*]:1} (lane $number)"
     if [ "$quiet" = 1 ]; then
@@ -70,10 +73,8 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 for i in "${!lanes[@]}"; do
   [ "$i" = 0 ] && continue
   for s in ${lanes[$i]}; do
-    log=build/logs/molecule_$s.log
-    [ "$s" = integration ] && log=build/logs/integration.log
     echo "== output of $s (lane $((i + 1)), exit $(cat "$status_dir/$s" 2>/dev/null || echo '?'))"
-    cat "$log"
+    cat "$(scripts/timed.sh --log-path "$(step_name "$s")")"
   done
 done
 

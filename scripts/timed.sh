@@ -2,14 +2,16 @@
 # timed.sh NAME CMD...: runs CMD and appends "NAME<TAB>seconds<TAB>ok|FAILED" to $PYFLEET_TIMES
 # (default build/times.tsv), so `make test` can print where its time went, failed steps included.
 # CMD's output also goes to build/logs/NAME.log; when CMD fails, its failure lines (Ansible's `fatal:`/`failed:`
-# and the message after them, pytest's FAILED/ERROR ids) are appended to build/failures.txt, which
-# time-table.sh prints under the table: the end of a CI log then says why, not only that, a step failed.
+# and the message after them, pytest's FAILED/ERROR ids, Python exceptions) are appended to build/failures.txt,
+# which time-table.sh prints above the table: the end of a CI log then says why, not only that, a step failed.
+# timed.sh --log-path NAME: prints where NAME's output goes (the one home of that rule).
 set -uo pipefail
-name=$1; shift
 times=${PYFLEET_TIMES:-build/times.tsv}
-logs=$(dirname "$times")/logs
-mkdir -p "$logs"
-log=$logs/${name//[^A-Za-z0-9_.-]/_}.log
+log_path() { echo "$(dirname "$times")/logs/${1//[^A-Za-z0-9_.-]/_}.log"; }
+if [ "$1" = --log-path ]; then log_path "$2"; exit 0; fi
+name=$1; shift
+log=$(log_path "$name")
+mkdir -p "$(dirname "$log")"
 start=$(date +%s)
 "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
