@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from fleetdemo import __version__
 
 MIN_SECRET_KEY_LENGTH = 16
+# FLEETDEMO_PROFILE values: a seed system's health contract (see fleetdemo.health and the README).
+PROFILES = ("playpark", "brownie", "fairedge", "loyalty", "dietplanner")
 
 
 class ConfigError(RuntimeError):
@@ -25,9 +27,14 @@ class Settings:
     celery_broker_url: str
     app_version: str = __version__
     log_dir: str | None = None
+    profile: str = "default"
+    environment: str = "production"
 
     def __repr__(self) -> str:  # never leak credentials into logs or tracebacks
-        return f"Settings(app_version={self.app_version!r}, log_dir={self.log_dir!r})"
+        return (
+            f"Settings(app_version={self.app_version!r}, log_dir={self.log_dir!r}, "
+            f"profile={self.profile!r})"
+        )
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -59,6 +66,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if len(secret_key) < MIN_SECRET_KEY_LENGTH:
         raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters long")
     broker_url = env.get("CELERY_BROKER_URL", "").strip() or redis_url
+    profile = env.get("FLEETDEMO_PROFILE", "").strip() or "default"
+    if profile != "default" and profile not in PROFILES:
+        raise ConfigError(f"FLEETDEMO_PROFILE must be one of {', '.join(PROFILES)} (or unset)")
     return Settings(
         database_url=database_url,
         redis_url=redis_url,
@@ -66,6 +76,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         celery_broker_url=broker_url,
         app_version=env.get("APP_VERSION", "").strip() or __version__,
         log_dir=env.get("LOG_DIR", "").strip() or None,
+        profile=profile,
+        environment=env.get("ENVIRONMENT", "").strip() or "production",
     )
 
 
