@@ -32,7 +32,7 @@ from fleetdemo.config import ConfigError, load_settings
 from fleetdemo.health import PROFILES, Health
 from fleetdemo.wsgiapp import create_wsgi_app
 
-from .conftest import UNREACHABLE_ENV
+from .conftest import SEED_ENV, UNREACHABLE_ENV
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 Get = Callable[[str, str], tuple[int, str, bytes]]  # (profile, path) -> status, type, body
@@ -328,9 +328,11 @@ def _http(url: str) -> tuple[int, bytes]:
 
 
 def test_wsgi_entry_under_gunicorn_sync_worker(tmp_path: Path) -> None:
+    # Diet Planner's environment as examples/dietplanner writes it: POSTGRES_*, no Redis.
     port = _free_port()
-    env = {**os.environ, **UNREACHABLE_ENV, "FLEETDEMO_PROFILE": "dietplanner"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = {**os.environ, **SEED_ENV, "FLEETDEMO_PROFILE": "dietplanner"}
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
     gunicorn = Path(sys.executable).with_name("gunicorn")
     command = [str(gunicorn), "--worker-class", "sync", "--workers", "1",
                "--bind", f"127.0.0.1:{port}", "fleetdemo.wsgi:application"]  # fmt: skip
@@ -350,7 +352,12 @@ def test_wsgi_entry_under_gunicorn_sync_worker(tmp_path: Path) -> None:
         live = json.loads(body)
         assert code == 200 and live["status"] == "healthy" and isinstance(live["uptime"], int)
         code, body = _http(base + "/api/health/detailed")
-        assert code == 503 and json.loads(body)["checks"]["database"]["status"] == "unhealthy"
+        checks = json.loads(body)["checks"]
+        assert code == 503 and list(checks) == ["database"]
+        assert (
+            checks["database"]["status"] == "unhealthy"
+            and "port 1 failed" in checks["database"]["error"]
+        )
         assert _http(base + "/readyz")[0] == 503
         code, body = _http(base + "/api/metrics")
         assert code == 200

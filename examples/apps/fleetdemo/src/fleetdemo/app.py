@@ -22,7 +22,7 @@ from fleetdemo.clients import (
     make_engine,
     make_redis,
 )
-from fleetdemo.config import Settings
+from fleetdemo.config import REDIS_NOT_CONFIGURED, Settings
 from fleetdemo.health import PROFILES, Health, Route
 from fleetdemo.logs import setup_logging
 from fleetdemo.store import ItemIn, ItemOut
@@ -40,15 +40,22 @@ class EchoIn(BaseModel):
 def create_app(settings: Settings) -> FastAPI:
     logger = setup_logging(settings.log_dir)
     engine = make_engine(settings.database_url)
-    cache = make_redis(settings.redis_url)
+    # No REDIS_URL: the deployment has no Redis; the key/value and task APIs answer 503.
+    cache = make_redis(settings.redis_url) if settings.redis_url else None
     celery = create_celery(settings)
+
+    def redis_client() -> redis.Redis:
+        if cache is None:
+            raise HTTPException(503, REDIS_NOT_CONFIGURED)
+        return cache
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         logger.info("fleetdemo %s started", settings.app_version)
         yield
         engine.dispose()
-        cache.close()
+        if cache is not None:
+            cache.close()
 
     app = FastAPI(title="fleetdemo", version=settings.app_version, lifespan=lifespan)
 
@@ -123,18 +130,19 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.put("/api/kv/{key}")
     def put_kv(key: str, body: KVIn) -> dict[str, str]:
-        cache.set(KV_PREFIX + key, body.value)
+        redis_client().set(KV_PREFIX + key, body.value)
         return {"key": key, "value": body.value}
 
     @app.get("/api/kv/{key}")
     def get_kv(key: str) -> dict[str, str]:
-        value = cache.get(KV_PREFIX + key)
+        value = redis_client().get(KV_PREFIX + key)
         if value is None:
             raise HTTPException(404, f"key {key!r} not found")
         return {"key": key, "value": str(value)}
 
     @app.get("/api/kv")
     def list_kv() -> dict[str, str]:
+        cache = redis_client()
         keys = sorted(cache.scan_iter(match=KV_PREFIX + "*", count=500))
         found = cache.mget(keys) if keys else []
         return {
@@ -147,6 +155,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/api/tasks/echo", status_code=202)
     def enqueue_echo(body: EchoIn) -> dict[str, str]:
+        redis_client()  # the worker writes the result to Redis, and it is the default broker
         try:
             result = celery.send_task(ECHO_TASK, args=[body.message])
         except (KombuError, redis.RedisError, OSError) as exc:
@@ -156,7 +165,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/tasks/{task_id}")
     def task_state(task_id: str) -> dict[str, Any]:
-        raw = cache.get(TASK_PREFIX + task_id)
+        raw = redis_client().get(TASK_PREFIX + task_id)
         if raw is None:
             return {"task_id": task_id, "state": "pending", "result": None}
         return {"task_id": task_id, "state": "done", "result": json.loads(str(raw))}

@@ -2,7 +2,9 @@
 
 FLEETDEMO_PROFILE picks a seed system's health contract (paths, body shapes, failure codes); the
 default routes (/healthz, /readyz, /health/detailed) stay in every profile unless the profile
-answers the same path itself. Every body is built from the real PostgreSQL/Redis checks.
+answers the same path itself. Every body is built from the real PostgreSQL/Redis checks. Without
+REDIS_URL (a deployment with no Redis) the bodies do not report Redis (nor Celery, whose broker it
+is): a dependency the deployment does not have never makes a body unhealthy.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from fleetdemo.clients import (
     check_database,
     check_redis,
 )
-from fleetdemo.config import Settings
+from fleetdemo.config import REDIS_NOT_CONFIGURED, Settings
 
 JSON_TYPE = "application/json"
 FAILURE_STATUS = 503
@@ -58,7 +60,7 @@ def _code(ok: bool) -> int:
 class Health:
     """The dependency checks of one process (one engine, one Redis client)."""
 
-    def __init__(self, settings: Settings, engine: Engine, cache: redis.Redis) -> None:
+    def __init__(self, settings: Settings, engine: Engine, cache: redis.Redis | None) -> None:
         self.settings = settings
         self.engine = engine
         self.cache = cache
@@ -70,12 +72,19 @@ class Health:
     def database(self) -> CheckResult:
         return check_database(self.engine)
 
+    @property
+    def has_redis(self) -> bool:
+        """Does this deployment have Redis (REDIS_URL set)? If not, no body reports it."""
+        return self.cache is not None
+
     def redis(self) -> CheckResult:
+        if self.cache is None:
+            return CheckResult(False, 0.0, REDIS_NOT_CONFIGURED)
         return check_redis(self.cache)
 
     def heartbeat(self, cache_ok: bool) -> str | None:
         """Last Celery heartbeat written by beat's task (None: stale, absent or Redis down)."""
-        if not cache_ok:
+        if not cache_ok or self.cache is None:
             return None
         try:
             return self.cache.get(HEARTBEAT_KEY)  # type: ignore[return-value]
@@ -112,6 +121,18 @@ class Health:
     def uptime(self) -> float:
         return round(time.monotonic() - self.started, 1)
 
+    def data_stores(self) -> dict[str, CheckResult]:
+        """The database, then Redis when the deployment has it (the order of every body)."""
+        results = {"database": self.database()}
+        if self.has_redis:
+            results["redis"] = self.redis()
+        return results
+
+
+def _not_configured() -> Answer:
+    """A Redis-only health path (FairEdge's /health/redis, /health/celery) without Redis."""
+    return FAILURE_STATUS, {"status": "unhealthy", "error": REDIS_NOT_CONFIGURED}
+
 
 # ---- default (FLEETDEMO_PROFILE unset) ----------------------------------------------------------
 
@@ -122,25 +143,26 @@ def healthz(h: Health) -> Answer:
 
 
 def readyz(h: Health) -> Answer:
-    checks = {"database": h.database().status, "redis": h.redis().status}
+    checks = {name: result.status for name, result in h.data_stores().items()}
     ok = all(value == "pass" for value in checks.values())
     return _code(ok), {"status": "pass" if ok else "fail", "checks": checks}
 
 
 def health_detailed(h: Health) -> Answer:
-    database, cache = h.database(), h.redis()
-    last_heartbeat = h.heartbeat(cache.ok)
-    celery_status = "pass" if last_heartbeat else "warn"
-    status = celery_status if database.ok and cache.ok else "fail"
+    results = h.data_stores()
+    dependencies: Body = {name: result.as_dict() for name, result in results.items()}
+    status = "pass"
+    if h.has_redis:
+        last_heartbeat = h.heartbeat(results["redis"].ok)
+        status = "pass" if last_heartbeat else "warn"
+        dependencies["celery"] = {"status": status, "last_heartbeat": last_heartbeat}
+    if not all(result.ok for result in results.values()):
+        status = "fail"
     body = {
         "status": status,
         "version": h.settings.app_version,
         "uptime_seconds": h.uptime(),
-        "dependencies": {
-            "database": database.as_dict(),
-            "redis": cache.as_dict(),
-            "celery": {"status": celery_status, "last_heartbeat": last_heartbeat},
-        },
+        "dependencies": dependencies,
     }
     return (FAILURE_STATUS if status == "fail" else 200), body
 
@@ -159,7 +181,7 @@ def playpark_healthz(h: Health) -> Answer:
 
 
 def playpark_readyz(h: Health) -> Answer:
-    results = {"database": h.database(), "redis": h.redis()}
+    results = h.data_stores()
     ok = all(r.ok for r in results.values())
     checks = {name: "connected" if r.ok else "disconnected" for name, r in results.items()}
     return _code(ok), {"ok": ok, "status": "ready" if ok else "not_ready", "checks": checks}
@@ -173,7 +195,7 @@ def brownie_health(h: Health) -> Answer:
 
 
 def brownie_detailed(h: Health) -> Answer:
-    dependencies = {"database": _word(h.database().ok), "redis": _word(h.redis().ok)}
+    dependencies = {name: _word(result.ok) for name, result in h.data_stores().items()}
     ok = all(value == "healthy" for value in dependencies.values())
     return _code(ok), {
         "status": _word(ok),
@@ -187,12 +209,16 @@ def brownie_detailed(h: Health) -> Answer:
 
 
 def fairedge_health(h: Health) -> Answer:
-    database, cache = h.database(), h.redis()
-    # A stale Celery heartbeat (beat not running yet, or stopped) degrades the API: 200, and the
-    # collection's health_check reads "degraded" as a warning; a data store down fails it (503).
-    celery = "healthy" if h.heartbeat(cache.ok) is not None else "degraded"
-    services = {"database": _word(database.ok), "redis": _word(cache.ok), "celery": celery}
-    status = celery if database.ok and cache.ok else "unhealthy"
+    results = h.data_stores()
+    services = {name: _word(result.ok) for name, result in results.items()}
+    status = "healthy"
+    if h.has_redis:
+        # A stale Celery heartbeat (beat not running yet, or stopped) degrades the API: 200, and
+        # the collection's health_check reads "degraded" as a warning; a data store down fails it.
+        status = "healthy" if h.heartbeat(results["redis"].ok) is not None else "degraded"
+        services["celery"] = status
+    if not all(result.ok for result in results.values()):
+        status = "unhealthy"
     body = {
         "status": status,
         "timestamp": _timestamp(),
@@ -215,11 +241,15 @@ def fairedge_database(h: Health) -> Answer:
 
 
 def fairedge_redis(h: Health) -> Answer:
+    if not h.has_redis:
+        return _not_configured()
     result = h.redis()
     return _code(result.ok), _service_body(result)
 
 
 def fairedge_celery(h: Health) -> Answer:
+    if not h.has_redis:
+        return _not_configured()
     last_heartbeat = h.heartbeat(h.redis().ok)
     ok = last_heartbeat is not None
     return _code(ok), {"status": _word(ok), "last_heartbeat": last_heartbeat}
@@ -250,14 +280,14 @@ def loyalty_ready(h: Health) -> Answer:
     pool = h.pool_stats()
     pool_ok = pool["checked_out"] < pool["size"] + POOL_MAX_OVERFLOW
     migration_ok, migration_message = h.migration() if database.ok else (False, "database down")
-    return _loyalty_answer(
-        {
-            "database": {"status": _word(database.ok)},
-            "database_pool": {"status": _word(pool_ok), **pool},
-            "database_migration": {"status": _word(migration_ok), "message": migration_message},
-            "redis": {"status": _word(h.redis().ok)},
-        }
-    )
+    checks: dict[str, Body] = {
+        "database": {"status": _word(database.ok)},
+        "database_pool": {"status": _word(pool_ok), **pool},
+        "database_migration": {"status": _word(migration_ok), "message": migration_message},
+    }
+    if h.has_redis:
+        checks["redis"] = {"status": _word(h.redis().ok)}
+    return _loyalty_answer(checks)
 
 
 # ---- dietplanner: /api/health (status, uptime), /api/health/detailed, /api/metrics -------------
@@ -268,7 +298,7 @@ def dietplanner_health(h: Health) -> Answer:
 
 
 def dietplanner_detailed(h: Health) -> Answer:
-    checks = {"database": _service_body(h.database()), "redis": _service_body(h.redis())}
+    checks = {name: _service_body(result) for name, result in h.data_stores().items()}
     ok = all(check["status"] == "healthy" for check in checks.values())
     return _code(ok), {
         "status": _word(ok),

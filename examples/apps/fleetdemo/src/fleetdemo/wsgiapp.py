@@ -51,7 +51,7 @@ def _detail(status: int, detail: str, route: str) -> Result:
 def create_wsgi_app(settings: Settings) -> WSGIApp:
     logger = setup_logging(settings.log_dir)
     engine = make_engine(settings.database_url)
-    cache = make_redis(settings.redis_url)
+    cache = make_redis(settings.redis_url) if settings.redis_url else None
     health = Health(settings, engine, cache)
     profile = PROFILES[settings.profile]
 
