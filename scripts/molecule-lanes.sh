@@ -14,7 +14,7 @@
 # one failed; exits 1 if any failed, naming them.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-LANES=${MOLECULE_LANES:-fleet,acme,integration default,backup-restore}
+LANES=${MOLECULE_LANES:-fleet,acme,examples,integration default,backup-restore}
 [ "$LANES" = serial ] && LANES=$(IFS=,; echo "$*")
 wanted=" $* "
 
