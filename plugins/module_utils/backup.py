@@ -667,9 +667,10 @@ def pg_dump_plain_argv(database: str, port: int = 5432, user: str = "postgres") 
 
 def psql_load_argv(database: str, port: int = 5432, user: str = "postgres") -> list[str]:
     """Load a plain-SQL dump read from stdin into ``database``: the first error stops it and nothing stays (one
-    transaction); no psqlrc, no password prompt."""
+    transaction); no psqlrc, no password prompt. Stdin as ``-f -``: psql documents --single-transaction for -c/-f
+    input only."""
     return as_user(user, ["psql", "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-                          "-p", str(port), "-d", database])
+                          "-p", str(port), "-d", database, "-f", "-"])
 
 
 def pg_restore_argv(database: str, source: str, jobs: int = 1, port: int = 5432, user: str = "postgres") -> list[str]:

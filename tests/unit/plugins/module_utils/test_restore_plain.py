@@ -74,7 +74,7 @@ def test_a_plain_dump_is_fed_to_psql_into_the_scratch_database_then_swapped_in(p
     assert result["changed"] and result["restored"] == ["postgresql/fleetdemo"]
     ((argv, sql),) = host.fed
     assert argv == ["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1",
-                    "--single-transaction", "-p", "5432", "-d", "fleetdemo__restore_20250124t110000z"]
+                    "--single-transaction", "-p", "5432", "-d", "fleetdemo__restore_20250124t110000z", "-f", "-"]
     assert sql == PLAIN_DUMP
     assert not [c for c in host.calls if "pg_restore" in c]  # neither to list nor to load
     sql_calls = host.sql_calls()
