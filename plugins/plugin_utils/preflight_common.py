@@ -185,5 +185,3 @@ def unknown_message(role: str, unknown: list[str], known, prefix: str, host: str
     return (f"{COLLECTION}.{role} on {host} does not know {'this variable' if one else 'these variables'} "
             f"named like its own ({prefix}*), so {'it is' if one else 'they are'} ignored: "
             f"{', '.join(described)}. Its variables: ansible-doc -t role {COLLECTION}.{role}")
-
-
