@@ -2,11 +2,9 @@
 pg_dump's closing comment; a deleted row comes back through playbooks/restore.yml (psql into the scratch database,
 swapped in), a row written after the set is gone.
 
-Runs against every host of the scenario whose backup configuration (/etc/pyfleet/backup/<app>.json, written by the
-backup role) dumps PostgreSQL in plain format; a host without one is skipped, and the last test fails when no host
-of the scenario had one (so this file cannot pass without testing anything). Adds a table of its own
-(pyfleet_plain_probe) to the app's first database; the app never reads it. Import it from a scenario's tests/:
-``from test_plain_sql import *  # noqa: F403`` with molecule/shared/tests on sys.path (see its conftest.py).
+For a host whose backup configuration (/etc/pyfleet/backup/<app>.json, written by the backup role) dumps PostgreSQL
+in plain format (plain_config). Adds a table of its own (pyfleet_plain_probe) to the app's first database; the app
+never reads it. Used by molecule/examples (Diet Planner's example dumps plain SQL).
 """
 
 from __future__ import annotations
@@ -15,11 +13,6 @@ import json
 import re
 import shlex
 
-import pytest
-from helpers import molecule_hosts, run_playbook
-
-testinfra_hosts = molecule_hosts("all")
-PLAIN_HOSTS: list[str] = []
 TABLE = "pyfleet_plain_probe"
 # COPY escapes these: a plain dump must carry them back exactly.
 ROWS = {1: "kept", 2: "tab\there, newline\nthere", 3: "back\\slash and 'quotes' \u00e9\u2603", 4: "deleted then back"}
@@ -51,12 +44,9 @@ def literal(text: str) -> str:
     return "E'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\t", "\\t") + "'"
 
 
-def test_a_plain_set_restores_a_deleted_row(host):
-    config = plain_config(host)
-    name = host.backend.get_hostname()
-    if config is None:
-        pytest.skip(f"{name}: no backup configuration with postgresql format plain")
-    PLAIN_HOSTS.append(name)
+def check_plain_set_restores(host, config: dict, run) -> None:
+    """The whole check on one host; run(playbook, *args) runs a playbook of the collection against that host only
+    (a scenario whose hosts come from another inventory passes its own)."""
     app, root, pg = config["app"], config.get("root", "/var/backups/pyfleet"), config["postgresql"]
     database, port = pg["databases"][0], int(pg.get("port", 5432))
     owner = psql(host, "postgres", f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{database}'",
@@ -66,7 +56,7 @@ def test_a_plain_set_restores_a_deleted_row(host):
                          f"ALTER TABLE {TABLE} OWNER TO \"{owner}\"; INSERT INTO {TABLE} VALUES {values}", port)
     assert rows(host, database, port) == ROWS
 
-    taken = run_playbook("playbooks/backup.yml", "-e", f"pyfleet_hosts={name}", "-e", "backup_components=postgresql")
+    taken = run("playbooks/backup.yml", "-e", "backup_components=postgresql")
     out = taken.stdout + taken.stderr
     assert taken.returncode == 0, out[-3000:]
     match = re.search(rf"{re.escape(app)} set (\d{{8}}T\d{{6}}Z): postgresql", out)
@@ -87,8 +77,8 @@ def test_a_plain_set_restores_a_deleted_row(host):
     psql(host, database, f"DELETE FROM {TABLE} WHERE id = 4; INSERT INTO {TABLE} VALUES (99, 'written after')", port)
     assert 4 not in rows(host, database, port)
 
-    restored = run_playbook("playbooks/restore.yml", "-e", f"pyfleet_hosts={name}", "-e", f"restore_set={set_id}",
-                            "-e", '{"restore_components": ["postgresql"]}')
+    restored = run("playbooks/restore.yml", "-e", f"restore_set={set_id}",
+                   "-e", '{"restore_components": ["postgresql"]}')
     out = restored.stdout + restored.stderr
     assert restored.returncode == 0, out[-4000:]
     assert f"restored postgresql/{database} from {set_id}" in out, out[-3000:]
@@ -96,7 +86,3 @@ def test_a_plain_set_restores_a_deleted_row(host):
     databases = psql(host, "postgres", "SELECT datname FROM pg_database", port).split()
     assert not [d for d in databases if "__restore_" in d]  # no scratch database left
     assert [d for d in databases if d.startswith(f"{database}__pre_")]  # the replaced data is kept
-
-
-def test_some_host_of_the_scenario_dumps_plain_sql():
-    assert PLAIN_HOSTS, "no host of this scenario has backup_postgresql_format: plain; test_plain_sql tested nothing"
