@@ -32,6 +32,11 @@ sys.path.insert(0, os.environ.get("PYFLEET_LIB", "/usr/local/lib/pyfleet"))
 import pyfleet_backup as lib  # noqa: E402
 
 
+# cron runs /etc/cron.d jobs with PATH=/usr/bin:/bin, where runuser (/usr/sbin) is missing: every scheduled
+# PostgreSQL backup failed with "runuser: command not found". The program sets its own PATH (root: nothing inherited).
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 class SubprocessRunner:
     """Runs argv lists (never a shell) from / with extra environment (passwords travel here, not in argv)."""
 
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait", action="store_true", help="accepted for compatibility: waiting is the default")
     parser.add_argument("--quiet", action="store_true", help="log to the log file only (failures also to stderr)")
     args = parser.parse_args(argv)
+    os.environ["PATH"] = SAFE_PATH  # for the commands run and shutil.which (redis-check-rdb)
 
     with open(args.config, encoding="utf-8") as handle:
         config = json.load(handle)

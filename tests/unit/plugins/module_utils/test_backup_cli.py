@@ -111,3 +111,11 @@ def test_the_wrapper_runs_the_program_with_the_system_python():
     text = (FILES / "pyfleet-backup").read_text()
     assert text.startswith("#!/bin/sh\n")
     assert 'exec /usr/bin/python3 /usr/local/lib/pyfleet/pyfleet_backup_cli.py "$@"' in text
+
+
+def test_a_cron_run_finds_runuser(tmp_path, cli, monkeypatch):
+    # cron gives /etc/cron.d jobs PATH=/usr/bin:/bin; runuser (every PostgreSQL command) is in /usr/sbin.
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert cli.main(["--quiet", "--config", str(files_config(tmp_path))]) == 0
+    rc, _out, err = cli.SubprocessRunner().run(["runuser", "--help"])
+    assert rc == 0, err
