@@ -100,10 +100,12 @@ CASES: dict[str, tuple[str, dict, str | None]] = {
                                  None),
     "pg-good": ("postgresql", {"postgresql_extensions": PGSS}, None),
     "pg-good-merge": (
-        "postgresql", {"postgresql_extensions": PGSS + [{"name": "auto_explain", "database": "loyalty"},
-                                                         {"name": "pgcrypto", "database": "loyalty"}],
-                       "postgresql_settings": {"shared_preload_libraries": "pg_prewarm, auto_explain",
-                                               "work_mem": "8MB"}},
+        "postgresql",
+        {
+            "postgresql_extensions": PGSS + [
+                {"name": "auto_explain", "database": "loyalty"}, {"name": "pgcrypto", "database": "loyalty"}],
+            "postgresql_settings": {"shared_preload_libraries": "pg_prewarm, auto_explain", "work_mem": "8MB"},
+        },
         None,
     ),
     "pg-good-already-preloaded": (

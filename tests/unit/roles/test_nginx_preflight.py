@@ -24,8 +24,8 @@ METRICS = {"path": "/api/metrics", "allow": ["127.0.0.1"]}
 CASES: dict[str, tuple[dict, str | None]] = {
     "good-restricted": ({"nginx_restricted_locations": [
         METRICS, {"path": "/admin/", "match": "prefix", "allow": ["10.0.0.0/8", "::1"]},
-        {"path": "/admin/", "match": "exact", "allow": ["10.0.0.1"]}, {"path": "/metrics", "match": "prefix",
-                                                                         "allow": ["10.0.0.1"]}]}, None),
+        {"path": "/admin/", "match": "exact", "allow": ["10.0.0.1"]},
+        {"path": "/metrics", "match": "prefix", "allow": ["10.0.0.1"]}]}, None),
     "good-archive": ({"nginx_static_root": "{tmp}/www/app", "nginx_static_archive": "{tmp}/app.tar.gz"}, None),
     "good-archive-root-is-link": (
         {"nginx_static_root": "{tmp}/link", "nginx_static_archive": "{tmp}/app.tar.gz"}, None),
