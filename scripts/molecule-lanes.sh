@@ -5,8 +5,8 @@
 # The scenarios leave a core idle much of the time (a host booting, apt, a health gate waiting, a deploy's drain), so
 # `make test` runs two lanes side by side; within a lane steps run one after another. MOLECULE_LANES names the
 # lanes: lanes separated by spaces, a lane's steps by commas. The default below balances the lanes' time as measured
-# (.ci/run, 2 cores): fleet 1057 s, acme 150 s and the integration suite then, beside default 1182 s and
-# backup-restore. A step given but named in no lane runs at the end of the first lane;
+# (.ci/run, 2 cores): fleet 953 s, acme 154 s, examples 456 s and the integration suite 141 s (1704 s), beside
+# default 1084 s and backup-restore 912 s (1996 s). A step given but named in no lane runs at the end of the first lane;
 # tests/unit/test_molecule_lanes.py keeps every scenario named. MOLECULE_LANES=serial runs everything in one lane.
 #
 # The first lane prints as it runs; the others write to build/logs/ (scripts/timed.sh) and are printed whole after
