@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from preflight_cases import first_failures, run_cases
+from preflight_cases import results as each_result
 
 REPO = Path(__file__).resolve().parents[3]
 ME = getpass.getuser()
@@ -186,29 +185,13 @@ def results(tmp_path_factory) -> dict[str, dict]:
     for case, (role, variables, _expected) in CASES.items():
         base = {"app": {**APP, "app_wheelhouse_dir": str(tmp / "wheelhouse"), "app_root": str(tmp / "app")},
                 "postgresql": PG, "logrotate": {}}[role]
-        hosts[case] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                       "case_role": role, "case_show": SHOW[role], "case_tmp": str(tmp), **base, **variables}
-    (tmp / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
-    (tmp / "play.yml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp / "inventory.yml"), str(tmp / "play.yml"),
-         "--forks", "20"],
-        capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-                 ANSIBLE_NOCOLOR="1", ANSIBLE_LIBRARY=str(tmp / "library")),
-    )
-    report = json.loads(proc.stdout[proc.stdout.index("{"):])
-    out: dict[str, dict] = {case: {"failure": None, "shown": None} for case in CASES}
-    for play in report["plays"]:
-        for task in play["tasks"]:
-            for host, result in task["hosts"].items():
-                for item in result.get("results") or [result]:
-                    if item.get("failed") and out[host]["failure"] is None:
-                        out[host]["failure"] = str(item.get("msg"))
-                if task["task"]["name"] == "Report" and not result.get("failed"):
-                    out[host]["shown"] = json.loads(result["msg"])
-    missing = set(CASES) - set(report["stats"])
-    assert not missing, f"cases that did not run: {missing}\n{proc.stderr[-3000:]}"
+        hosts[case] = {"case_role": role, "case_show": SHOW[role], "case_tmp": str(tmp), **base, **variables}
+    report = run_cases(tmp, hosts, PLAYBOOK, ANSIBLE_LIBRARY=str(tmp / "library"))
+    failures = first_failures(report)
+    out: dict[str, dict] = {case: {"failure": failures[case], "shown": None} for case in CASES}
+    for task, host, result, _item in each_result(report):
+        if task == "Report" and not result.get("failed"):
+            out[host]["shown"] = json.loads(result["msg"])
     return out
 
 

@@ -6,14 +6,10 @@ inventory host is one case, with its variables as host_vars, so the cases run si
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from preflight_cases import first_failures, run_cases
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -121,29 +117,8 @@ def results(tmp_path_factory) -> dict[str, str | None]:
     for case, (role, variables, _expected) in CASES.items():
         base = {"postgresql_users": USERS, "postgresql_databases": DATABASES} if role == "postgresql" else {
             "redis_password": REDIS_PASSWORD}
-        hosts[case] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                       "case_role": role, **base, **variables}
-    (tmp / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
-    (tmp / "play.yml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp / "inventory.yml"), str(tmp / "play.yml"),
-         "--forks", "20"],
-        capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-                 ANSIBLE_NOCOLOR="1"),
-    )
-    report = json.loads(proc.stdout[proc.stdout.index("{"):])
-    failures: dict[str, str | None] = {case: None for case in CASES}
-    for play in report["plays"]:
-        for task in play["tasks"]:
-            for host, result in task["hosts"].items():
-                items = result.get("results") or [result]
-                for item in items:
-                    if item.get("failed") and failures[host] is None:
-                        failures[host] = str(item.get("msg"))
-    missing = set(CASES) - set(report["stats"])
-    assert not missing, f"cases that did not run: {missing}\n{proc.stderr[-3000:]}"
-    return failures
+        hosts[case] = {"case_role": role, **base, **variables}
+    return first_failures(run_cases(tmp, hosts, PLAYBOOK))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

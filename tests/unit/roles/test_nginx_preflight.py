@@ -6,15 +6,11 @@ each inventory host is one case, with its variables as host_vars.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-import yaml
+from preflight_cases import first_failures, run_cases
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -101,28 +97,8 @@ def run(tmp_path_factory) -> tuple[Path, dict[str, str | None]]:
         tar.add(tmp / "build", arcname=".")
     (tmp / "realdir").mkdir()
     (tmp / "link").symlink_to(tmp / "build")
-    hosts = {case: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                    **_fill(variables, tmp)} for case, (variables, _expected) in CASES.items()}
-    (tmp / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
-    (tmp / "play.yml").write_text(yaml.safe_dump(PLAYBOOK, sort_keys=False))
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp / "inventory.yml"), str(tmp / "play.yml"),
-         "--forks", "20"],
-        capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-                 ANSIBLE_NOCOLOR="1"),
-    )
-    report = json.loads(proc.stdout[proc.stdout.index("{"):])
-    failures: dict[str, str | None] = {case: None for case in CASES}
-    for play in report["plays"]:
-        for task in play["tasks"]:
-            for host, result in task["hosts"].items():
-                for item in result.get("results") or [result]:
-                    if item.get("failed") and failures[host] is None:
-                        failures[host] = str(item.get("msg"))
-    missing = set(CASES) - set(report["stats"])
-    assert not missing, f"cases that did not run: {missing}\n{proc.stderr[-3000:]}"
-    return tmp, failures
+    hosts = {case: _fill(variables, tmp) for case, (variables, _expected) in CASES.items()}
+    return tmp, first_failures(run_cases(tmp, hosts, PLAYBOOK))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
