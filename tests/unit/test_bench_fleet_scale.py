@@ -62,15 +62,16 @@ def test_recap_is_read_per_host():
 
 
 def test_table_prints_ratios_to_one_host_and_the_goal_verdict():
-    rows = [bench.Row(1, 80.0, 60.0, 50.0, {"a": 0, "b": 0, "c": 0}, 300),
-            bench.Row(4, 120.0, 90.0, 200.0, {"a": 0}, 600),
-            bench.Row(8, 200.0, 120.0, 400.0, {"a": 1}, 1000)]
+    rows = [bench.Row(1, 80.0, 60.0, 50.0, {"a": 0, "b": 0, "c": 0}, 300, 20.0, 15.0),
+            bench.Row(4, 120.0, 90.0, 200.0, {"a": 0}, 600, 40.0, 60.0),
+            bench.Row(8, 200.0, 120.0, 400.0, {"a": 1}, 1000, 70.0, 110.5)]
     lines = bench.table(rows, "1")
     assert lines[0].split()[:3] == ["app", "hosts", "settle"]
     one, four, eight = (line.split() for line in lines[1:4])
     assert one[0] == "1" and one[-2:] == ["1.00", "1.00"]
     assert four[-2:] == ["1.50", "4.00"]
-    assert eight[:5] == ["8", "200.0", "120.0", "1", "0.120"]  # changed summed over hosts, s per host-task
+    # changed summed over hosts, s per host-task, the controller's CPU seconds of the no-change run and the deploy
+    assert eight[:8] == ["8", "200.0", "120.0", "1", "0.120", "70.0", "400.0", "110.5"]
     assert eight[-2:] == ["2.00", "8.00"]
     verdicts = [line for line in lines if line.startswith("goal 3")]
     assert verdicts == ["goal 3, 4 app hosts <= 2 x 1 host: no-change 1.50 x (met), deploy 4.00 x (MISSED)",
