@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+from sqlalchemy import Engine, create_engine, text
 
 pytest.importorskip("fastapi", reason="fleetdemo's dependencies are not installed")
 
@@ -36,3 +40,14 @@ def unreachable_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name, value in UNREACHABLE_ENV.items():
         monkeypatch.setenv(name, value)
     return dict(UNREACHABLE_ENV)
+
+
+@pytest.fixture
+def head_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A real SQLite database whose Alembic version is the wheel's head (0002)."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('0002')"))
+    yield engine
+    engine.dispose()

@@ -16,14 +16,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from fleetdemo import config, health
 from fleetdemo.app import create_app
@@ -231,14 +231,8 @@ class _UpHealth(Health):
 
 
 @pytest.fixture
-def up(tmp_path: Path) -> Iterator[_UpHealth]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
-        conn.execute(text("INSERT INTO alembic_version VALUES ('0002')"))
-    h = _UpHealth(load_settings(UNREACHABLE_ENV), engine, make_redis(UNREACHABLE_ENV["REDIS_URL"]))
-    yield h
-    engine.dispose()
+def up(head_engine) -> _UpHealth:
+    return _UpHealth(load_settings(UNREACHABLE_ENV), head_engine, make_redis(UNREACHABLE_ENV["REDIS_URL"]))
 
 
 def test_healthy_bodies(up: _UpHealth) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url
 
 from fleetdemo import config, health
 from fleetdemo.admin import main as admin_main
@@ -231,13 +231,8 @@ def test_failure_bodies_without_redis_report_the_database_only(no_redis_get: Any
 
 
 @pytest.fixture
-def up_no_redis(tmp_path: Path) -> Iterator[Health]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
-        conn.execute(text("INSERT INTO alembic_version VALUES ('0002')"))
-    yield Health(load_settings(SEED_ENV), engine, None)
-    engine.dispose()
+def up_no_redis(head_engine) -> Health:
+    return Health(load_settings(SEED_ENV), head_engine, None)
 
 
 def test_healthy_bodies_without_redis(up_no_redis: Health) -> None:

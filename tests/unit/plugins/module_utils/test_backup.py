@@ -185,6 +185,17 @@ def test_mongodb_command_lines_and_archive_checks(tmp_path):
     assert "is not a complete gzip stream" in b.check_mongo_archive(str(cut))[0]
 
 
+def fake_age(calls: list, argv) -> tuple[int, str, str] | None:
+    """Stands in for `age -r … -o OUT IN` (an age-looking file holding the plaintext reversed); None for any other
+    command."""
+    if argv[0] != "age" or "-o" not in argv:
+        return None
+    calls.append(argv)
+    plain = Path(argv[-1]).read_bytes()
+    Path(argv[argv.index("-o") + 1]).write_bytes(b.AGE_MAGIC + b"-> X25519 fake\n--- mac\n" + plain[::-1])
+    return 0, "", ""
+
+
 class FakeRunner:
     """Plays PostgreSQL and Redis for the backup program."""
 

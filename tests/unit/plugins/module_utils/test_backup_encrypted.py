@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.pyfleet.server.plugins.module_utils import backup as b
-from test_backup import NOW, FakeRunner, job_config
+from test_backup import NOW, FakeRunner, fake_age, job_config
 
 RECIPIENT = "age1" + "q" * 58
 DUMP_FILES = {"toc.dat": b"PGDMP-toc-of-fleetdemo", "3001.dat.gz": b"rows of items" * 50, "3002.dat.gz": b""}
@@ -29,11 +29,9 @@ class DirectoryDumpRunner(FakeRunner):
             for name, data in DUMP_FILES.items():
                 (target / name).write_bytes(data)
             return 0, "", ""
-        if argv[0] == "age" and "-o" in argv:
-            self.calls.append(argv)
-            plain = Path(argv[-1]).read_bytes()
-            Path(argv[argv.index("-o") + 1]).write_bytes(b.AGE_MAGIC + b"-> X25519 fake\n--- mac\n" + plain[::-1])
-            return 0, "", ""
+        encrypted = fake_age(self.calls, argv)
+        if encrypted is not None:
+            return encrypted
         return super().run(argv, env, stdout)
 
 

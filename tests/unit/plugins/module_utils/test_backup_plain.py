@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.pyfleet.server.plugins.module_utils import backup as b
-from test_backup import COPY_TEXT, NOW, FakeRunner, job_config
+from test_backup import COPY_TEXT, NOW, FakeRunner, fake_age, job_config
 
 TRAILER = b"\n--\n-- PostgreSQL database dump complete\n--\n\n"
 # What pg_dump --format=plain writes (newer versions put a \restrict/\unrestrict pair around it).
@@ -122,11 +122,9 @@ def test_sets_of_every_format_report_it(tmp_path):
 
 class EncryptingRunner(PlainDumpRunner):
     def run(self, argv, env=None, stdout=None):
-        if argv[0] == "age" and "-o" in argv:
-            self.calls.append(argv)
-            plain = Path(argv[-1]).read_bytes()
-            Path(argv[argv.index("-o") + 1]).write_bytes(b.AGE_MAGIC + b"-> X25519 fake\n--- mac\n" + plain[::-1])
-            return 0, "", ""
+        encrypted = fake_age(self.calls, argv)
+        if encrypted is not None:
+            return encrypted
         return super().run(argv, env, stdout)
 
 
