@@ -1,11 +1,13 @@
-"""The backup program (roles/backup/files/pyfleet_backup_cli.py) around a busy lock: it waits, bounded, and a
-give-up is a loud failure (exit 75, log, stderr, syslog), never a silent skip."""
+"""The backup program (roles/backup/files/pyfleet_backup_cli.py): around a busy lock it waits, bounded, and a
+give-up is a loud failure (exit 75, stderr, syslog), never a silent skip; it logs to stderr (the journal, with
+priorities, under systemd); it publishes node_exporter metrics after every run; its --on-failure hook."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -40,7 +42,7 @@ def cli(monkeypatch):
 def files_config(tmp_path: Path, **extra) -> Path:
     (tmp_path / "etc").mkdir(exist_ok=True)
     (tmp_path / "etc" / "app.env").write_text("SECRET_KEY=x\n")
-    config = {"app": "fleetdemo", "root": str(tmp_path / "backups"), "host": "h1", "log_dir": str(tmp_path / "log"),
+    config = {"app": "fleetdemo", "root": str(tmp_path / "backups"), "host": "h1",
               "files": {"paths": [str(tmp_path / "etc")]}, **extra}
     path = tmp_path / "fleetdemo.json"
     path.write_text(json.dumps(config))
@@ -67,8 +69,25 @@ def test_a_busy_lock_is_waited_for_by_default(tmp_path, cli, capsys):
     assert waited >= 0.5
     result = json.loads(capsys.readouterr().out)
     assert result["components"] == ["files"] and os.path.isdir(result["path"])
-    log = (tmp_path / "log" / "fleetdemo.log").read_text()
-    assert "waiting up to 3600 s for the lock of fleetdemo, held by pid" in log
+    # --quiet: progress lines are not printed; nothing else is written anywhere (no private log file any more).
+    assert "waiting up to" not in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["backups", "etc", "fleetdemo.json"]
+
+
+def test_progress_goes_to_stderr_with_a_time_stamp_by_hand(tmp_path, cli, capsys, monkeypatch):
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    config = files_config(tmp_path)
+    proc = hold(tmp_path / "backups", 1.0)
+    try:
+        rc = cli.main(["--config", str(config)])
+    finally:
+        proc.wait()
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ fleetdemo \[\d+\] waiting up to 3600 s for the lock of "
+                     r"fleetdemo, held by pid", err, re.M), err
+    assert re.search(r"fleetdemo \[\d+\] set \d{8}T\d{6}Z complete: ", err), err
+    assert not cli.journal_lines
 
 
 def test_giving_up_is_a_loud_failure_naming_the_holder(tmp_path, cli, capsys):
@@ -84,11 +103,9 @@ def test_giving_up_is_a_loud_failure_naming_the_holder(tmp_path, cli, capsys):
     assert rc == 75
     assert 0.4 <= waited < 10
     err = capsys.readouterr().err
-    assert f"pyfleet-backup fleetdemo: FAILED: the lock {tmp_path}/backups/fleetdemo/.lock of fleetdemo is held by " \
+    assert f"fleetdemo [{os.getpid()}] FAILED: the lock {tmp_path}/backups/fleetdemo/.lock of fleetdemo is held by " \
            f"pid {proc.pid}: backup postgresql,redis since " in err
     assert "; gave up after 0.5 s of waiting (backup files not started)" in err
-    log = (tmp_path / "log" / "fleetdemo.log").read_text()
-    assert "FAILED: the lock" in log
     assert cli.journal_lines and cli.journal_lines[0][0] == cli.syslog.LOG_ERR
     assert cli.journal_lines[0][1].startswith("fleetdemo: FAILED: the lock ")
     assert sorted(os.listdir(tmp_path / "backups" / "fleetdemo")) == [".lock"]
@@ -107,7 +124,9 @@ def test_the_wait_comes_from_the_config_and_json_reports_the_failure(tmp_path, c
     assert out["failed"] is True and "is held by pid" in out["msg"]
 
 
-def test_the_wrapper_runs_the_program_with_the_system_python():
-    text = (FILES / "pyfleet-backup").read_text()
-    assert text.startswith("#!/bin/sh\n")
-    assert 'exec /usr/bin/python3 /usr/local/lib/pyfleet/pyfleet_backup_cli.py "$@"' in text
+def test_the_program_is_a_python3_script():
+    """Installed as /usr/local/sbin/pyfleet-backup itself (no /bin/sh wrapper), isolated from PYTHON* variables."""
+    path = FILES / "pyfleet_backup_cli.py"
+    assert path.read_text().startswith("#!/usr/bin/python3 -I\n")
+    assert os.access(path, os.X_OK)
+    assert not (FILES / "pyfleet-backup").exists()
