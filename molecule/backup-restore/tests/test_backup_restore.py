@@ -296,7 +296,7 @@ def test_backup_info_freshness_gate():
 
 
 def _cursor(host) -> str:
-    return host.check_output("journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'")
+    return json.loads(host.check_output("journalctl -n 1 -o json --no-pager"))["__CURSOR"]
 
 
 def _journal_since(host, cursor: str, *selectors: str) -> list[dict]:

@@ -157,8 +157,8 @@ def schedule_intervals(config: dict, log: Log) -> dict[str, float]:
 def publish(config: dict, log: Log, failures: dict[str, float] | None = None) -> None:
     """Rewrite the app's metrics from the sets on disk; a failure here is a warning, never a failed backup."""
     directory = config.get("metrics_dir") or ""
-    if not directory:
-        return
+    if not directory or not os.path.isdir(directory):
+        return  # no node_exporter textfile directory on this host
     app = config["app"]
     components = [c for c in lib.COMPONENTS if config.get(c)]
     try:
