@@ -14,7 +14,7 @@ export PYFLEET_TIMES := $(CURDIR)/build/times.tsv
 # be cut in two in the CI log.
 export COLUMNS ?= 200
 
-.PHONY: setup engine image wheelhouse demo demo-destroy lint unit integration molecule test bench clean
+.PHONY: setup engine image wheelhouse demo demo-destroy lint unit integration molecule lanes test bench clean
 
 setup:            ## Debian packages + .venv with the pinned tools
 	$(TIMED) setup scripts/setup.sh
@@ -40,6 +40,7 @@ lint: setup
 	$(TIMED) lint:ruff ruff check plugins tests examples molecule scripts
 	$(TIMED) lint:sanity scripts/sanity.sh
 	$(TIMED) lint:build ansible-galaxy collection build --force --output-path build/dist >/dev/null
+	$(TIMED) lint:ee scripts/ee-check.sh
 
 unit: setup
 	$(TIMED) unit scripts/run-pytest.sh tests/unit
@@ -54,9 +55,13 @@ integration: image wheelhouse
 molecule: image wheelhouse
 	scripts/molecule-lanes.sh $(SCENARIOS)
 
+# What `make test` runs after lint and unit: the integration suite and every scenario, in the same lanes.
+lanes: image wheelhouse
+	scripts/molecule-lanes.sh integration $(SCENARIOS)
+
 test:             ## every suite; a time table per suite and scenario at the end, pass or fail
 	@mkdir -p build && rm -f $(PYFLEET_TIMES) build/failures.txt && date +%s >build/test-started
-	@rc=0; $(MAKE) -k --no-print-directory lint unit integration molecule || rc=$$?; \
+	@rc=0; $(MAKE) -k --no-print-directory lint unit lanes || rc=$$?; \
 	  scripts/time-table.sh $(PYFLEET_TIMES) build/test-started; \
 	  if [ $$rc = 0 ]; then echo "make test: all suites passed"; else echo "make test: FAILED"; fi; exit $$rc
 

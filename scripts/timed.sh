@@ -2,14 +2,16 @@
 # timed.sh NAME CMD...: runs CMD and appends "NAME<TAB>seconds<TAB>ok|FAILED" to $PYFLEET_TIMES
 # (default build/times.tsv), so `make test` can print where its time went, failed steps included.
 # CMD's output also goes to build/logs/NAME.log; when CMD fails, its failure lines (Ansible's `fatal:`/`failed:`
-# and the message after them, pytest's FAILED/ERROR ids) are appended to build/failures.txt, which
-# time-table.sh prints under the table: the end of a CI log then says why, not only that, a step failed.
+# and the message after them, pytest's FAILED/ERROR ids, Python exceptions) are appended to build/failures.txt,
+# which time-table.sh prints above the table: the end of a CI log then says why, not only that, a step failed.
+# timed.sh --log-path NAME: prints where NAME's output goes (the one home of that rule).
 set -uo pipefail
-name=$1; shift
 times=${PYFLEET_TIMES:-build/times.tsv}
-logs=$(dirname "$times")/logs
-mkdir -p "$logs"
-log=$logs/${name//[^A-Za-z0-9_.-]/_}.log
+log_path() { echo "$(dirname "$times")/logs/${1//[^A-Za-z0-9_.-]/_}.log"; }
+if [ "$1" = --log-path ]; then log_path "$2"; exit 0; fi
+name=$1; shift
+log=$(log_path "$name")
+mkdir -p "$(dirname "$log")"
 start=$(date +%s)
 "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
@@ -18,9 +20,10 @@ if [ "$rc" != 0 ]; then
   {
     echo "-- $name (exit $rc; whole output: $log)"
     # A fatal task line and the few lines of message that follow it; pytest's short summary lines.
-    sed 's/\x1b\[[0-9;]*m//g' "$log" \
-      | grep -aE -B2 -A6 '(fatal|failed): \[|^(FAILED|ERROR) [^ ]+::|^E +[A-Za-z]*(Error|assert)' \
-      | cut -c1-240 | tail -24
+    # (Colours and Molecule's box prefix "  │ " off first.)
+    sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^ *│ //' "$log" \
+      | grep -aE -B2 -A6 '(fatal|failed): \[|^(FAILED|ERROR) [^ ]+::|^E +[A-Za-z]*(Error|assert)|^[A-Za-z.]*(Error|Exception): ' \
+      | grep -av 'RETRYING' | cut -c1-240 | tail -24
   } >>"$(dirname "$times")/failures.txt"
 fi
 exit "$rc"

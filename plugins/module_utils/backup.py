@@ -17,7 +17,8 @@ A backup set is a directory ``<root>/<app>/<id>/`` where ``<id>`` is the UTC sta
 It holds ``manifest.json`` and one file or folder per component::
 
     manifest.json
-    postgresql/<db>.dump          pg_dump -Fc  (or postgresql/<db>.dir/ with format=directory)
+    postgresql/<db>.dump          pg_dump -Fc  (or postgresql/<db>.dir/ with format=directory, or
+                                  postgresql/<db>.sql.gz with format=plain: pg_dump plain SQL, gzipped here)
     redis/dump.rdb                the RDB written by BGSAVE, copied once LASTSAVE moved
     mongodb/<name>.archive.gz     mongodump --archive --gzip
     files/files.tar.gz            the app's config and current release: archived for reference, never restored
@@ -52,6 +53,7 @@ import tarfile
 import tempfile
 import time
 import typing as t
+import zlib
 from dataclasses import dataclass, field
 
 FORMAT = 1
@@ -185,9 +187,18 @@ class SetInfo:
             "host": manifest.get("host"),
             "duration_seconds": manifest.get("duration_seconds"),
             "encrypted": bool(manifest.get("encryption")),
+            "postgresql_format": postgresql_format(manifest),
             "manifest_sha256": self.manifest_sha256,
             "notes": self.notes,
         }
+
+
+def postgresql_format(manifest: dict[str, t.Any]) -> str | None:
+    """Format of the set's PostgreSQL dumps (custom, directory or plain; sets of older versions: custom), None
+    without any; the formats joined by commas if the dumps differ."""
+    databases = ((manifest.get("components") or {}).get("postgresql") or {}).get("databases") or {}
+    formats = sorted({str(d.get("format") or "custom") for d in databases.values() if isinstance(d, dict)})
+    return ",".join(formats) or None
 
 
 def read_manifest(set_dir: str) -> tuple[dict[str, t.Any] | None, str | None, str | None]:
@@ -628,6 +639,18 @@ def psql_argv(database: str, sql: str, port: int = 5432, user: str = "postgres")
                           "-d", database, "-c", sql])
 
 
+# What ``backup_postgresql_format`` may be; the argument specs and the preflight repeat it, a unit test checks.
+PG_FORMATS = ("custom", "directory", "plain")
+# The last comment pg_dump writes into a plain-SQL dump (newer versions add a ``\unrestrict`` line after it): a
+# dump without it was cut short.
+PLAIN_TRAILER = b"-- PostgreSQL database dump complete"
+
+
+def pg_dump_file_name(database: str, fmt: str) -> str:
+    """Name of a database's dump in ``postgresql/`` of a set, per format."""
+    return {"directory": f"{database}.dir", "plain": f"{database}.sql.gz"}.get(fmt, f"{database}.dump")
+
+
 def pg_dump_argv(database: str, output: str, fmt: str = "custom", jobs: int = 1, port: int = 5432,
                  user: str = "postgres") -> list[str]:
     argv = ["pg_dump", "-p", str(port), "-d", database, "-f", output]
@@ -636,6 +659,20 @@ def pg_dump_argv(database: str, output: str, fmt: str = "custom", jobs: int = 1,
     else:
         argv += ["-Fc"]
     return as_user(user, argv)
+
+
+def pg_dump_plain_argv(database: str, port: int = 5432, user: str = "postgres") -> list[str]:
+    """Plain SQL on stdout (gzipped by the program as root, never by a shell); owners and privileges are kept, as in
+    the custom format (the restore runs as a superuser)."""
+    return as_user(user, ["pg_dump", "-p", str(port), "-d", database, "--format=plain"])
+
+
+def psql_load_argv(database: str, port: int = 5432, user: str = "postgres") -> list[str]:
+    """Load a plain-SQL dump read from stdin into ``database``: the first error stops it and nothing stays (one
+    transaction); no psqlrc, no password prompt. Stdin as ``-f -``: psql documents --single-transaction for -c/-f
+    input only."""
+    return as_user(user, ["psql", "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                          "-p", str(port), "-d", database, "-f", "-"])
 
 
 def pg_restore_argv(database: str, source: str, jobs: int = 1, port: int = 5432, user: str = "postgres") -> list[str]:
@@ -687,6 +724,54 @@ def count_copy_rows(lines: t.Iterable[bytes]) -> dict[str, int]:
     if table is not None:
         raise BackupError(f"the dump ends inside the data of table {table} (truncated)")
     return counts
+
+
+def _chunks(stream: t.Any) -> t.Iterator[bytes]:
+    """Blocks of a binary file object (a pipe), or the items of an iterable of bytes (unit tests)."""
+    if hasattr(stream, "read"):
+        yield from iter(lambda: stream.read(_CHUNK), b"")
+    else:
+        yield from stream
+
+
+def gzip_stream(stream: t.Any, target: t.BinaryIO) -> int:
+    """Compress what ``stream`` yields into the open file ``target``; returns the bytes read."""
+    size = 0
+    with gzip.GzipFile(filename="", mode="wb", fileobj=target, compresslevel=6, mtime=0) as packed:
+        for chunk in _chunks(stream):
+            packed.write(chunk)
+            size += len(chunk)
+    return size
+
+
+def read_plain_dump(path: str) -> tuple[dict[str, int], int, list[str]]:
+    """(rows per table, bytes of SQL, problems) of a gzipped plain-SQL dump, read to its end: the gzip stream must be
+    whole (length and CRC of the trailer), the SQL must end with pg_dump's closing comment and hold no unterminated
+    COPY data. What the backup program checks after writing one and the restore before loading one."""
+    name = os.path.basename(path)
+    tail: list[bytes] = []
+    size = 0
+
+    def lines(handle: t.IO[bytes]) -> t.Iterator[bytes]:
+        nonlocal size
+        for line in handle:
+            size += len(line)
+            if line.strip():
+                tail.append(line.strip())
+                del tail[:-8]
+            yield line
+
+    try:
+        with gzip.open(path, "rb") as handle:
+            counts = count_copy_rows(lines(handle))
+    except BackupError as exc:
+        return {}, size, [f"{name}: {exc}"]
+    except (OSError, EOFError, zlib.error) as exc:
+        return {}, size, [f"{name} is not a complete gzip stream ({exc})"]
+    if PLAIN_TRAILER not in tail:
+        return counts, size, [f"{name} does not end with pg_dump's '{PLAIN_TRAILER.decode()}' (cut short, or not a "
+                              "plain-SQL dump)"]
+    return counts, size, []
 
 
 def compare_counts(expected: dict[str, int], actual: dict[str, int]) -> list[str]:
@@ -1119,6 +1204,9 @@ class BackupJob:
         fmt = cfg.get("format", "custom")
         jobs = int(cfg.get("jobs", 1))
         user = cfg.get("os_user", "postgres")
+        if fmt not in PG_FORMATS:
+            raise BackupError(f"postgresql: format {fmt!r} is not one of {', '.join(PG_FORMATS)} "
+                              "(backup_postgresql_format)")
         folder = os.path.join(set_dir, "postgresql")
         # root:postgres 0750 from the start: postgres never writes here, only in its own staging directory.
         os.mkdir(folder, 0o750)
@@ -1128,15 +1216,24 @@ class BackupJob:
         server = self._run(psql_argv("postgres", "SHOW server_version", port, user), "psql SHOW server_version")
         databases = {}
         for database in cfg["databases"]:
-            name = f"{database}.dir" if fmt == "directory" else f"{database}.dump"
+            name = pg_dump_file_name(database, fmt)
             target = os.path.join(folder, name)
             started = self.monotonic()
+            owner_sql = f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {quote_literal(database)}"
+            if fmt == "plain":
+                counts, extra = self._dump_plain(database, target, port, user)
+                owner = self._run(psql_argv("postgres", owner_sql, port, user), f"psql owner of {database}").strip()
+                databases[database] = {"file": f"postgresql/{name}", "format": fmt, "owner": owner,
+                                       "tables": counts, "rows": sum(counts.values()), **extra,
+                                       "seconds": round(self.monotonic() - started, 2)}
+                self.log(f"postgresql: {database} dumped as plain SQL ({len(counts)} tables, "
+                         f"{sum(counts.values())} rows, {human_size(extra['sql_bytes'])} of SQL)")
+                continue
             stage = os.path.join(folder, f".stage-{database}")
             os.mkdir(stage, 0o700)
             _chown(stage, user, user)
             self._run(pg_dump_argv(database, os.path.join(stage, name), fmt, jobs, port, user),
                       f"pg_dump of {database}")
-            owner_sql = f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {quote_literal(database)}"
             owner = self._run(psql_argv("postgres", owner_sql, port, user), f"psql owner of {database}").strip()
             # Take what pg_dump wrote as postgres without following anything postgres could have planted: the
             # staging directory first (postgres loses write access), then the dump; root owns it, postgres may read
@@ -1163,6 +1260,25 @@ class BackupJob:
             }
             self.log(f"postgresql: {database} dumped ({len(counts)} tables, {sum(counts.values())} rows)")
         return {"databases": databases, "server_version": server.strip(), "port": port, "os_user": user}
+
+    def _dump_plain(self, database: str, target: str, port: int, user: str) -> tuple[dict[str, int], dict[str, t.Any]]:
+        """pg_dump --format=plain as ``user``, its stdout gzipped by this process (root) straight into the set:
+        postgres never writes a file here, so there is nothing it could have planted. Then the file is read back
+        whole (gzip length and CRC, pg_dump's closing comment, the rows of every COPY), as pg_restore reads back a
+        custom dump. root:postgres 0640 like the other formats."""
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        with os.fdopen(fd, "wb") as raw:
+            rc, _size, err = self.runner.consume(pg_dump_plain_argv(database, port, user),
+                                                 lambda out: gzip_stream(out, raw))
+            raw.flush()
+            os.fsync(raw.fileno())
+        if rc != 0:
+            raise BackupError(f"pg_dump of {database} failed (rc={rc}): {err.strip()[-2000:]}")
+        _chown(target, "root", user)
+        counts, sql_bytes, problems = read_plain_dump(target)
+        if problems:
+            raise BackupError(f"the plain dump of {database} does not read back: {'; '.join(problems)}")
+        return counts, {"compression": "gzip", "sql_bytes": sql_bytes}
 
     def backup_redis(self, set_dir: str) -> dict[str, t.Any]:
         cfg = self.config["redis"]

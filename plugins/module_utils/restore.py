@@ -21,7 +21,8 @@ The order of a restore is what makes it safe:
    a real run then decrypts and proves every file it will load; only then does the first component change;
 3. components go in ``RESTORE_ORDER`` (PostgreSQL, MongoDB, files, Redis: the cheapest to undo last); a failure
    says what each item holds now;
-4. PostgreSQL: the dump is loaded into a scratch database ``<db>__restore_<id>`` with ``--exit-on-error``,
+4. PostgreSQL: the dump is loaded into a scratch database ``<db>__restore_<id>`` with ``--exit-on-error`` (a
+   plain-SQL dump: decompressed here onto ``psql -v ON_ERROR_STOP=1 --single-transaction``),
    its row counts are compared with the manifest, and only then, in ONE transaction, are the live database's
    sessions ended, the live database renamed to ``<db>__pre_<timestamp>``, the scratch database renamed to the live
    name and marked with ``COMMENT ON DATABASE`` (killed before the commit, nothing changed; after it, all did);
@@ -42,14 +43,18 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import grp
+import gzip
 import hashlib
 import json
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
+import tempfile
 import time
 import typing as t
+import zlib
 from dataclasses import dataclass, field, fields
 
 from ansible_collections.pyfleet.server.plugins.module_utils import backup as backup_lib
@@ -73,8 +78,10 @@ from ansible_collections.pyfleet.server.plugins.module_utils.backup import (
     pg_restore_argv,
     previous_name,
     psql_argv,
+    psql_load_argv,
     quote_ident,
     quote_literal,
+    read_plain_dump,
     redis_cli_argv,
     scratch_name,
     select_set,
@@ -85,6 +92,8 @@ from ansible_collections.pyfleet.server.plugins.module_utils.backup import (
 __all__ = ["RESTORABLE", "RestoreError", "RestoreOptions", "Restorer"]
 
 Run = t.Callable[..., tuple[int, str, str]]
+# feed(argv, gzip_path) -> (rc, stdout, stderr): runs argv with the decompressed file on its stdin.
+Feed = t.Callable[[list[str], str], tuple[int, str, str]]
 
 
 class RestoreError(Exception):
@@ -202,6 +211,44 @@ def _keep_copy(path: str, copy: str) -> None:
         os.replace(path, copy)
 
 
+def feed_gzip(argv: list[str], source: str) -> tuple[int, str, str]:
+    """Run ``argv`` (never a shell) with the gzip file ``source`` decompressed onto its stdin, block by block (a
+    plain-SQL dump is never held in memory or written out uncompressed). A command that stops reading (psql with
+    ON_ERROR_STOP at the first error) ends the feeding; a gzip stream that breaks off kills the command before it
+    could commit (rc -1, the reason on stderr)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd="/")
+        broken = ""
+        try:
+            if proc.stdin is None:  # pragma: no cover - stdin=PIPE always gives one
+                raise RestoreError("no pipe to the load command")
+            with gzip.open(source, "rb") as dump:
+                for chunk in iter(lambda: dump.read(_CHUNK), b""):
+                    proc.stdin.write(chunk)
+        except BrokenPipeError:
+            pass  # the command stopped reading: its exit code and stderr say why
+        except (OSError, EOFError, zlib.error) as exc:
+            broken = f"{os.path.basename(source)} could not be read to its end ({exc}); the load was stopped"
+            proc.kill()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            try:
+                if proc.stdin is not None:
+                    proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        rc = proc.wait()
+        out.seek(0)
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace")
+        if broken:
+            return -1, "", f"{stderr}\n{broken}".strip()
+        return rc, out.read().decode("utf-8", "replace"), stderr
+
+
 # ---- what the restore touches, injected ---------------------------------------------------------------------
 
 
@@ -211,6 +258,7 @@ class Host:
 
     run_cmd: Run
     warn: t.Callable[[str], None] = lambda msg: None
+    feed: Feed = feed_gzip
     clock: t.Callable[[], _dt.datetime] = utcnow
     sleep: t.Callable[[float], None] = time.sleep
     monotonic: t.Callable[[], float] = time.monotonic
@@ -564,7 +612,14 @@ class PostgreSQLRestore(ComponentRestore):
         return needs
 
     def prove(self, path: str, rel: str) -> None:
-        """pg_restore -l reads the dump's table of contents: a dump cut short there is refused before anything."""
+        """pg_restore -l reads the dump's table of contents: a dump cut short there is refused before anything.
+        A plain-SQL dump (``.sql.gz``) is read to its end instead: whole gzip stream, pg_dump's closing comment."""
+        if rel.endswith(".sql.gz"):
+            _counts, _size, problems = read_plain_dump(path)
+            if problems:
+                raise RestoreError(f"{rel} of {self.info.id} is not a complete plain-SQL dump, nothing was changed: "
+                                   + "; ".join(problems))
+            return
         # Reading the table of contents needs no server: as root, so check mode changes no file modes.
         rc, out, err = self.host.run_cmd(["pg_restore", "-l", path], env=None)
         if rc != 0:
@@ -590,13 +645,20 @@ class PostgreSQLRestore(ComponentRestore):
         owner = detail.get("owner") or "postgres"
         self.sql("postgres", f"CREATE DATABASE {quote_ident(scratch)} OWNER {quote_ident(owner)} TEMPLATE template0",
                  f"creating the scratch database {scratch}")
-        jobs = self.opts.postgresql_jobs if detail.get("format") == "directory" else 1
-        argv = pg_restore_argv(scratch, source, jobs, self.opts.postgresql_port, self.opts.postgresql_os_user)
-        rc, out, err = self.host.run_cmd(argv, env=None)
+        if detail.get("format") == "plain":
+            # Decompressed by this process (root) onto psql's stdin; psql runs as PostgreSQL's OS user.
+            tool = "psql"
+            argv = psql_load_argv(scratch, self.opts.postgresql_port, self.opts.postgresql_os_user)
+            rc, out, err = self.host.feed(argv, source)
+        else:
+            tool = "pg_restore"
+            jobs = self.opts.postgresql_jobs if detail.get("format") == "directory" else 1
+            argv = pg_restore_argv(scratch, source, jobs, self.opts.postgresql_port, self.opts.postgresql_os_user)
+            rc, out, err = self.host.run_cmd(argv, env=None)
         if rc != 0:
             self._drop(scratch)
             raise RestoreError(
-                f"pg_restore into the scratch database {scratch} failed (rc={rc}); the live database {database} "
+                f"{tool} into the scratch database {scratch} failed (rc={rc}); the live database {database} "
                 f"was not touched: {(err or out).strip()[-1500:]}"
             )
         tables, fingerprint = self.content(scratch)  # what becomes live, read once
@@ -1261,10 +1323,11 @@ class Restorer:
 
     def __init__(self, opts: RestoreOptions, run: Run, check_mode: bool = False,
                  warn: t.Callable[[str], None] = lambda msg: None, clock: t.Callable[[], _dt.datetime] = utcnow,
-                 sleep: t.Callable[[float], None] = time.sleep, monotonic: t.Callable[[], float] = time.monotonic):
+                 sleep: t.Callable[[float], None] = time.sleep, monotonic: t.Callable[[], float] = time.monotonic,
+                 feed: Feed = feed_gzip):
         self.opts = opts
         self.check_mode = check_mode
-        self.host = Host(run, warn=warn, clock=clock, sleep=sleep, monotonic=monotonic)
+        self.host = Host(run, warn=warn, feed=feed, clock=clock, sleep=sleep, monotonic=monotonic)
         self.marker = Marker(opts, self.host)
         self.info: SetInfo | None = None
         self.files: SetFiles | None = None

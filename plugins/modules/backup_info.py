@@ -93,6 +93,12 @@ sets:
     good: {description: Complete and not found damaged., type: bool}
     problems: {description: What is wrong with the set., type: list, elements: str}
     encrypted: {description: Files are encrypted with age., type: bool}
+    postgresql_format:
+      description:
+        - Format of the set's PostgreSQL dumps - V(custom) (C(<db>.dump)), V(directory) (C(<db>.dir/)) or V(plain)
+          (C(<db>.sql.gz), plain SQL for C(psql)); null when the set holds no PostgreSQL dump.
+      type: str
+      sample: plain
     notes:
       description: What verification could not prove without the key (for encrypted sets), and similar remarks.
       type: list

@@ -36,7 +36,9 @@ description:
     and running the restore again finishes the rest.
   - B(PostgreSQL) (local server, as the O(postgresql_os_user) OS user over the local socket, peer authentication).
     Each dump is loaded with C(pg_restore --exit-on-error --single-transaction) into a scratch database
-    C(<db>__restore_<id>). Its row counts per table must equal those the manifest recorded (they were read back from
+    C(<db>__restore_<id>); a plain-SQL dump (C(<db>.sql.gz), C(backup_postgresql_format=plain)) is decompressed by
+    the module onto C(psql -X -v ON_ERROR_STOP=1 --single-transaction) instead (one stream, single-threaded). Its
+    row counts per table must equal those the manifest recorded (they were read back from
     the dump itself when it was taken). Only then, in one transaction (C(BEGIN) ... C(COMMIT) in one C(psql) run with
     C(ON_ERROR_STOP)), are the sessions of the live database ended, the live database renamed to
     C(<db>__pre_<timestamp>), the scratch database renamed to C(<db>) and marked with C(COMMENT ON DATABASE). Killed
@@ -77,7 +79,8 @@ attributes:
     support: full
     details:
       - Runs the same code as a real restore up to the point where it would change something. It verifies the set,
-        reads the live state and the markers, lists each dump (C(pg_restore -l)), checks the RDB, reads each data
+        reads the live state and the markers, lists each dump (C(pg_restore -l); a plain-SQL dump is decompressed to
+        its end and must end with pg_dump's closing comment), checks the RDB, reads each data
         archive to its end and compares its tree checksum with the manifest's and with the live directory's, then
         reports what a real run would restore. Nothing is changed.
   diff_mode:

@@ -1,5 +1,6 @@
-"""`make test` runs the Molecule scenarios in parallel lanes (scripts/molecule-lanes.sh): every scenario must be named
-in exactly one lane, so a new scenario is placed on purpose (where it balances the lanes) rather than appended."""
+"""`make test` runs the Molecule scenarios and the integration suite in parallel lanes (scripts/molecule-lanes.sh):
+each must be named in exactly one lane, so a new scenario is placed on purpose (where it balances the lanes' time)
+rather than appended."""
 
 from __future__ import annotations
 
@@ -18,15 +19,45 @@ def _default_lanes() -> list[list[str]]:
     return [lane.split(",") for lane in match.group(1).split()]
 
 
-def test_every_scenario_is_in_exactly_one_lane():
+def test_every_scenario_and_the_integration_suite_are_in_exactly_one_lane():
     named = [s for lane in _default_lanes() for s in lane]
-    assert sorted(named) == SCENARIOS, f"lanes name {sorted(named)}, molecule/ has {SCENARIOS}"
+    assert sorted(named) == sorted([*SCENARIOS, "integration"]), f"lanes name {sorted(named)}; scenarios: {SCENARIOS}"
 
 
 def test_there_are_at_least_two_lanes():
     assert len(_default_lanes()) >= 2
 
 
-def test_no_scenario_at_all_runs_nothing(tmp_path):
+def test_no_step_at_all_runs_nothing():
     result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, check=False)
-    assert result.returncode == 0 and "no scenario" in result.stdout, result
+    assert result.returncode == 0 and "no step" in result.stdout, result
+
+
+def test_lanes_run_every_step_side_by_side_and_report_each_failure(tmp_path):
+    """The script itself, with stand-ins for `molecule` and the integration suite: steps of one lane in order,
+    lanes in parallel, every step timed, the second lane's output printed after both lanes, failures named."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for name in ("molecule-lanes.sh", "timed.sh"):
+        (scripts / name).write_bytes((REPO / "scripts" / name).read_bytes())
+    (scripts / "run-pytest.sh").write_text("#!/bin/sh\necho integration-ran \"$@\"\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "molecule").write_text(
+        "#!/bin/sh\n# molecule test -s NAME: scenario 'bad' fails, 'slow' takes a moment\n"
+        'echo "scenario $3 ran"\n[ "$3" = slow ] && sleep 1\n[ "$3" != bad ]\n')
+    for path in (*scripts.iterdir(), bin_dir / "molecule"):
+        path.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYFLEET_TIMES": str(tmp_path / "build" / "times.tsv"),
+           "MOLECULE_LANES": "slow,integration bad,ok"}
+    result = subprocess.run(["bash", str(scripts / "molecule-lanes.sh"), "integration", "slow", "bad", "ok"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+    out = result.stdout
+    assert result.returncode == 1 and "lanes: failed: bad" in out, out + result.stderr
+    # Lane 1 prints as it runs; lane 2's output comes after both lanes ended.
+    assert out.index("scenario slow ran") < out.index("integration-ran tests/integration")
+    assert out.index("integration-ran") < out.index("scenario bad ran") < out.index("scenario ok ran")
+    times = (tmp_path / "build" / "times.tsv").read_text()
+    for row in ("molecule:slow\t", "integration\t", "molecule:ok\t"):
+        assert row in times, times
+    assert "molecule:bad\t0\tFAILED" in times or "molecule:bad\t1\tFAILED" in times, times

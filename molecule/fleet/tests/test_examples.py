@@ -63,6 +63,8 @@ def test_example_passes_every_preflight_on_real_hosts(example, tmp_path):
     assert "Check that the tiers fit together" in output
     for role in ("nginx", "app", "postgresql", "redis", "ufw"):
         assert f"pyfleet.server.{role} : " in output, f"no preflight of the {role} role ran"
+    # preflight_common warns about a <role>_* variable the role does not know (a typo would be ignored otherwise).
+    assert "does not know" not in output, "the example names a variable no role knows"
     recaps = [line for line in output.splitlines() if " ok=" in line and "changed=" in line]
     assert len(recaps) == len(EXAMPLES[example]), recaps
     assert all("changed=0" in line and "failed=0" in line for line in recaps), recaps

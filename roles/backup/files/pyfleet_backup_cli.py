@@ -40,6 +40,12 @@ sys.path.insert(0, os.environ.get("PYFLEET_LIB", "/usr/local/lib/pyfleet"))
 import pyfleet_backup as lib  # noqa: E402
 
 
+# cron ran /etc/cron.d jobs with PATH=/usr/bin:/bin, where runuser (/usr/sbin) is missing: every scheduled
+# PostgreSQL backup failed with "runuser: command not found". systemd's PATH has /usr/sbin; the program still sets
+# its own PATH, whoever starts it (root: nothing inherited).
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 class SubprocessRunner:
     """Runs argv lists (never a shell) from / with extra environment (passwords travel here, not in argv)."""
 
@@ -231,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR, help="where --on-failure looks for UNIT's app")
     parser.add_argument("--publish-metrics", action="store_true", help="only rewrite the metrics from the sets")
     args = parser.parse_args(argv)
+    os.environ["PATH"] = SAFE_PATH  # for the commands run and shutil.which (redis-check-rdb)
 
     if args.on_failure:
         return on_failure(args.on_failure, args.config_dir, args.config)

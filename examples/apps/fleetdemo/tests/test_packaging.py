@@ -35,6 +35,7 @@ def test_wheel_ships_migrations_as_package_data(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in (
         "fleetdemo/main.py",
+        "fleetdemo/wsgi.py",
         "fleetdemo/migrations/env.py",
         "fleetdemo/migrations/script.py.mako",
         "fleetdemo/migrations/versions/0001_create_items.py",

@@ -130,3 +130,12 @@ def test_the_program_is_a_python3_script():
     assert path.read_text().startswith("#!/usr/bin/python3 -I\n")
     assert os.access(path, os.X_OK)
     assert not (FILES / "pyfleet-backup").exists()
+
+
+def test_a_run_with_cron_s_path_finds_runuser(tmp_path, cli, monkeypatch):
+    # Under cron (before the timers) jobs got PATH=/usr/bin:/bin, without runuser (/usr/sbin, every PostgreSQL
+    # command). systemd's PATH has /usr/sbin; the program still sets its own, whoever starts it.
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert cli.main(["--quiet", "--config", str(files_config(tmp_path))]) == 0
+    rc, _out, err = cli.SubprocessRunner().run(["runuser", "--help"])
+    assert rc == 0, err

@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 CHECK_TIMEOUT_SECONDS = 2
+POOL_SIZE = 5
+POOL_MAX_OVERFLOW = 5
 HEARTBEAT_KEY = "fleetdemo:celery:heartbeat"
 HEARTBEAT_TTL_SECONDS = 60
 KV_PREFIX = "fleetdemo:kv:"
@@ -38,8 +40,8 @@ def make_engine(database_url: str) -> Engine:
     return create_engine(
         database_url,
         pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=5,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_MAX_OVERFLOW,
         pool_timeout=CHECK_TIMEOUT_SECONDS,
         connect_args={"connect_timeout": CHECK_TIMEOUT_SECONDS},
     )

@@ -14,14 +14,15 @@ from fleetdemo.clients import (
     TASK_RESULT_TTL_SECONDS,
     make_redis,
 )
-from fleetdemo.config import settings_or_exit
+from fleetdemo.config import redis_url_or_exit, settings_or_exit
 from fleetdemo.logs import setup_logging
 from fleetdemo.tasks import ECHO_TASK, HEARTBEAT_TASK, create_celery
 
 settings = settings_or_exit()
+redis_url = redis_url_or_exit(settings, "celery worker/beat")  # broker + heartbeat store
 logger = setup_logging(settings.log_dir)
 celery_app = create_celery(settings)
-_redis = make_redis(settings.redis_url)
+_redis = make_redis(redis_url)
 
 
 @celery_app.task(name=HEARTBEAT_TASK)
