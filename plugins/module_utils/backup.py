@@ -1769,4 +1769,3 @@ def publish_metrics(directory: str, app: str, sets: list[SetInfo], components: t
     finally:
         os.close(lock_fd)
     return path
-

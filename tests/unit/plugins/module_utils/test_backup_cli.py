@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 FILES = Path(__file__).resolve().parents[4] / "roles" / "backup" / "files"
 
@@ -124,12 +125,18 @@ def test_the_wait_comes_from_the_config_and_json_reports_the_failure(tmp_path, c
     assert out["failed"] is True and "is held by pid" in out["msg"]
 
 
-def test_the_program_is_a_python3_script():
-    """Installed as /usr/local/sbin/pyfleet-backup itself (no /bin/sh wrapper), isolated from PYTHON* variables."""
+def test_the_program_is_installed_as_a_python3_script():
+    """Installed as /usr/local/sbin/pyfleet-backup itself (no /bin/sh wrapper), isolated from PYTHON* variables.
+    The collection's copy has no shebang (ansible-test sanity allows no python3 one): the role adds it."""
     path = FILES / "pyfleet_backup_cli.py"
-    assert path.read_text().startswith("#!/usr/bin/python3 -I\n")
-    assert os.access(path, os.X_OK)
+    assert not path.read_text().startswith("#!")
+    assert not os.access(path, os.X_OK)
     assert not (FILES / "pyfleet-backup").exists()
+    tasks = yaml.safe_load((FILES.parent / "tasks" / "configure.yml").read_text())
+    install = next(task["ansible.builtin.copy"] for task in tasks if task["name"] == "Install the backup program")
+    lookup = "{{ lookup('ansible.builtin.file', 'pyfleet_backup_cli.py') }}"
+    assert install["content"] == f"#!/usr/bin/python3 -I\n{lookup}\n"
+    assert (install["dest"], install["mode"]) == ("{{ _backup_program }}", "0755")
 
 
 def test_a_run_with_cron_s_path_finds_runuser(tmp_path, cli, monkeypatch):

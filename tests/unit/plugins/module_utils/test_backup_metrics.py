@@ -55,6 +55,7 @@ def cli(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "journal", lambda priority, message: None)
+
     # systemd-analyze is the host's; here a fixed answer keeps the test independent of the machine.
     def fake_run(self, argv, env=None, stdout=None):
         if argv[:2] == ["systemd-analyze", "calendar"]:
