@@ -286,7 +286,7 @@ def adhoc(module: str, args: str) -> subprocess.CompletedProcess:
 def test_backup_info_freshness_gate():
     fresh = adhoc("pyfleet.server.backup_info", "app=fleetdemo max_age=1h components=postgresql,redis")
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
-    # The timer tests below may have written a newer set (testinfra runs this host-less test after them).
+    # The timer tests below wrote newer sets (testinfra runs this host-less test after them): the newest is theirs.
     newest = STATE.get("timer_set", STATE["set"])
     assert f"newest good holding postgresql, redis {newest}" in fresh.stdout, fresh.stdout[-2000:]
     stale = adhoc("pyfleet.server.backup_info", "app=fleetdemo max_age=0s")
@@ -369,4 +369,8 @@ def test_a_failed_run_leaves_the_unit_failed_runs_the_hook_and_the_next_run_succ
     assert again.rc == 0, journal(host, unit)
     assert host.run(f"systemctl is-failed --quiet {unit}").rc != 0
     assert host.check_output(f"systemctl show -p Result --value {unit}") == "success"
+    # That run wrote the newest set (test_backup_info_freshness_gate, run after this file's host tests, expects it).
+    sets = sorted(n for n in host.check_output(f"ls {ROOT}").split() if re.fullmatch(r"\d{8}T\d{6}Z", n))
+    assert sets and sets[-1] > STATE.get("timer_set", STATE["set"]), sets
+    STATE["timer_set"] = sets[-1]
     host.check_output(f"rm -rf {METRICS}")
