@@ -37,6 +37,7 @@ without ever following a symlink (:func:`secure_tree`, :func:`copy_nofollow`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import fcntl
@@ -49,6 +50,7 @@ import shutil
 import socket
 import stat
 import tarfile
+import tempfile
 import time
 import typing as t
 import zlib
@@ -1637,3 +1639,133 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# ---- metrics for node_exporter's textfile collector (docs/monitoring.md) --------------------------------------
+
+METRIC_PREFIX = "pyfleet_backup_"
+# Gauges per (app, component); the failure hook sets last_failure, every other writer keeps what the file had.
+METRIC_HELP = {
+    "last_success_timestamp_seconds": "Unix time the newest good set holding the component finished (0: none).",
+    "last_size_bytes": "Bytes of the component in that set.",
+    "last_duration_seconds": "Seconds that set took to write.",
+    "interval_seconds": "Longest gap between two scheduled runs that back the component up (0: not scheduled).",
+    "last_failure_timestamp_seconds": "Unix time a scheduled run of the component last failed (0: never).",
+}
+_SAMPLE_RE = re.compile(r'^pyfleet_backup_(\w+)\{app="([^"]*)",component="([^"]*)"\} (\S+)$')
+# An elapse time in UTC: "Next elapse:"/"Iter. #N:" in a UTC time zone, else the "(in UTC):" line below each.
+_CALENDAR_UTC_RE = re.compile(
+    r"^\s*(?:Next elapse|Iter\. #\d+|\(in UTC\)): \w+ (\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) UTC$")
+
+
+def metrics_file_name(app: str) -> str:
+    return f"pyfleet-backup-{app}.prom"
+
+
+def calendar_interval(text: str) -> int:
+    """Longest gap in seconds between the elapse times `systemd-analyze calendar --iterations=N` printed (0 if
+    it printed fewer than two)."""
+    moments = [_dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
+               for m in map(_CALENDAR_UTC_RE.match, text.splitlines()) if m]
+    gaps = [(b - a).total_seconds() for a, b in zip(moments, moments[1:], strict=False)]
+    return int(max(gaps, default=0))
+
+
+def read_metric_samples(text: str, metric: str) -> dict[tuple[str, str], float]:
+    """{(app, component): value} of one metric in a textfile written by :func:`metrics_text`."""
+    samples = {}
+    for line in text.splitlines():
+        match = _SAMPLE_RE.match(line.strip())
+        if match and match.group(1) == metric:
+            try:
+                samples[(match.group(2), match.group(3))] = float(match.group(4))
+            except ValueError:
+                continue
+    return samples
+
+
+def _epoch(text: str | None) -> float:
+    if not text:
+        return 0.0
+    try:
+        moment = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_dt.UTC)
+    return moment.timestamp()
+
+
+def component_metrics(sets: list[SetInfo], components: t.Iterable[str]) -> dict[str, dict[str, float]]:
+    """Per component: when the newest good set holding it finished, its size in that set and the set's duration."""
+    result = {}
+    for component in components:
+        newest = next((s for s in sets if s.good and component in s.components and s.manifest), None)
+        if newest is None:
+            result[component] = {"last_success_timestamp_seconds": 0.0, "last_size_bytes": 0.0,
+                                 "last_duration_seconds": 0.0}
+            continue
+        manifest = newest.manifest or {}
+        files = manifest.get("files") or {}
+        size = sum(int(r.get("size") or 0) for rel, r in files.items() if rel.startswith(component + "/"))
+        result[component] = {
+            "last_success_timestamp_seconds": _epoch(manifest.get("finished_at") or manifest.get("created_at")),
+            "last_size_bytes": float(size),
+            "last_duration_seconds": float(manifest.get("duration_seconds") or 0),
+        }
+    return result
+
+
+def metrics_text(app: str, per_component: dict[str, dict[str, float]]) -> str:
+    """The textfile: every metric of METRIC_HELP for every component (missing values are 0)."""
+    lines = []
+    for metric, help_text in METRIC_HELP.items():
+        lines.append(f"# HELP {METRIC_PREFIX}{metric} {help_text}")
+        lines.append(f"# TYPE {METRIC_PREFIX}{metric} gauge")
+        for component in sorted(per_component):
+            value = float(per_component[component].get(metric, 0.0))
+            shown = f"{value:.0f}" if value == int(value) else f"{value:.3f}"
+            lines.append(f'{METRIC_PREFIX}{metric}{{app="{app}",component="{component}"}} {shown}')
+    return "\n".join(lines) + "\n"
+
+
+def publish_metrics(directory: str, app: str, sets: list[SetInfo], components: t.Iterable[str],
+                    intervals: dict[str, float] | None = None,
+                    failures: dict[str, float] | None = None) -> str | None:
+    """Write ``<directory>/pyfleet-backup-<app>.prom`` atomically (a temporary name in the same directory, then a
+    rename: node_exporter never reads half a file), mode 0644, under a lock next to it. Keeps the failure
+    timestamps the file already had, unless ``failures`` sets new ones. Returns the path, or None when the
+    directory does not exist (no node_exporter on this host)."""
+    if not os.path.isdir(directory):
+        return None
+    path = os.path.join(directory, metrics_file_name(app))
+    lock_fd = os.open(os.path.join(directory, f".{metrics_file_name(app)}.lock"),
+                      os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                old = read_metric_samples(handle.read(), "last_failure_timestamp_seconds")
+        except (FileNotFoundError, UnicodeDecodeError):
+            old = {}
+        per_component = component_metrics(sets, components)
+        for component, values in per_component.items():
+            values["interval_seconds"] = float((intervals or {}).get(component, 0))
+            values["last_failure_timestamp_seconds"] = float(
+                (failures or {}).get(component, old.get((app, component), 0.0)))
+        text = metrics_text(app, per_component)
+        fd, tmp = tempfile.mkstemp(prefix=f".{metrics_file_name(app)}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                os.fchmod(handle.fileno(), 0o644)
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    finally:
+        os.close(lock_fd)
+    return path

@@ -71,6 +71,18 @@ CASES = {
         ["ufw_rules[0] (deny 20:25) would block SSH on port 22"],
     ),
     "ufw-no-ssh-source": (_extra(ufw_ssh_from=[]), ["ufw would lock SSH out"]),
+    "backup-cron-fields": (
+        _extra(backup_schedules=[{"name": "databases", "components": ["postgresql"], "minute": "*/15", "hour": "*"}]),
+        ["backup_schedules entry 'databases' uses cron fields (minute, hour)", "on_calendar: '*-*-* *:0/15:00'"],
+    ),
+    "backup-bad-calendar": (
+        _extra(backup_schedules=[{"name": "nightly", "components": ["files"], "on_calendar": "every night"}]),
+        ["backup_schedules entry 'nightly': on_calendar 'every night' is not a systemd calendar expression"],
+    ),
+    "backup-cron-enabled": (
+        _extra(backup_cron_enabled=False),
+        ["backup_cron_enabled is gone", "set backup_timers_enabled: false instead"],
+    ),
 }
 
 

@@ -1,17 +1,20 @@
-"""The backup program (roles/backup/files/pyfleet_backup_cli.py) around a busy lock: it waits, bounded, and a
-give-up is a loud failure (exit 75, log, stderr, syslog), never a silent skip."""
+"""The backup program (roles/backup/files/pyfleet_backup_cli.py): around a busy lock it waits, bounded, and a
+give-up is a loud failure (exit 75, stderr, syslog), never a silent skip; it logs to stderr (the journal, with
+priorities, under systemd); it publishes node_exporter metrics after every run; its --on-failure hook."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 FILES = Path(__file__).resolve().parents[4] / "roles" / "backup" / "files"
 
@@ -40,7 +43,7 @@ def cli(monkeypatch):
 def files_config(tmp_path: Path, **extra) -> Path:
     (tmp_path / "etc").mkdir(exist_ok=True)
     (tmp_path / "etc" / "app.env").write_text("SECRET_KEY=x\n")
-    config = {"app": "fleetdemo", "root": str(tmp_path / "backups"), "host": "h1", "log_dir": str(tmp_path / "log"),
+    config = {"app": "fleetdemo", "root": str(tmp_path / "backups"), "host": "h1",
               "files": {"paths": [str(tmp_path / "etc")]}, **extra}
     path = tmp_path / "fleetdemo.json"
     path.write_text(json.dumps(config))
@@ -67,8 +70,25 @@ def test_a_busy_lock_is_waited_for_by_default(tmp_path, cli, capsys):
     assert waited >= 0.5
     result = json.loads(capsys.readouterr().out)
     assert result["components"] == ["files"] and os.path.isdir(result["path"])
-    log = (tmp_path / "log" / "fleetdemo.log").read_text()
-    assert "waiting up to 3600 s for the lock of fleetdemo, held by pid" in log
+    # --quiet: progress lines are not printed; nothing else is written anywhere (no private log file any more).
+    assert "waiting up to" not in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["backups", "etc", "fleetdemo.json"]
+
+
+def test_progress_goes_to_stderr_with_a_time_stamp_by_hand(tmp_path, cli, capsys, monkeypatch):
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    config = files_config(tmp_path)
+    proc = hold(tmp_path / "backups", 1.0)
+    try:
+        rc = cli.main(["--config", str(config)])
+    finally:
+        proc.wait()
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ fleetdemo \[\d+\] waiting up to 3600 s for the lock of "
+                     r"fleetdemo, held by pid", err, re.M), err
+    assert re.search(r"fleetdemo \[\d+\] set \d{8}T\d{6}Z complete: ", err), err
+    assert not cli.journal_lines
 
 
 def test_giving_up_is_a_loud_failure_naming_the_holder(tmp_path, cli, capsys):
@@ -84,11 +104,9 @@ def test_giving_up_is_a_loud_failure_naming_the_holder(tmp_path, cli, capsys):
     assert rc == 75
     assert 0.4 <= waited < 10
     err = capsys.readouterr().err
-    assert f"pyfleet-backup fleetdemo: FAILED: the lock {tmp_path}/backups/fleetdemo/.lock of fleetdemo is held by " \
+    assert f"fleetdemo [{os.getpid()}] FAILED: the lock {tmp_path}/backups/fleetdemo/.lock of fleetdemo is held by " \
            f"pid {proc.pid}: backup postgresql,redis since " in err
     assert "; gave up after 0.5 s of waiting (backup files not started)" in err
-    log = (tmp_path / "log" / "fleetdemo.log").read_text()
-    assert "FAILED: the lock" in log
     assert cli.journal_lines and cli.journal_lines[0][0] == cli.syslog.LOG_ERR
     assert cli.journal_lines[0][1].startswith("fleetdemo: FAILED: the lock ")
     assert sorted(os.listdir(tmp_path / "backups" / "fleetdemo")) == [".lock"]
@@ -107,14 +125,23 @@ def test_the_wait_comes_from_the_config_and_json_reports_the_failure(tmp_path, c
     assert out["failed"] is True and "is held by pid" in out["msg"]
 
 
-def test_the_wrapper_runs_the_program_with_the_system_python():
-    text = (FILES / "pyfleet-backup").read_text()
-    assert text.startswith("#!/bin/sh\n")
-    assert 'exec /usr/bin/python3 /usr/local/lib/pyfleet/pyfleet_backup_cli.py "$@"' in text
+def test_the_program_is_installed_as_a_python3_script():
+    """Installed as /usr/local/sbin/pyfleet-backup itself (no /bin/sh wrapper), isolated from PYTHON* variables.
+    The collection's copy has no shebang (ansible-test sanity allows no python3 one): the role adds it."""
+    path = FILES / "pyfleet_backup_cli.py"
+    assert not path.read_text().startswith("#!")
+    assert not os.access(path, os.X_OK)
+    assert not (FILES / "pyfleet-backup").exists()
+    tasks = yaml.safe_load((FILES.parent / "tasks" / "configure.yml").read_text())
+    install = next(task["ansible.builtin.copy"] for task in tasks if task["name"] == "Install the backup program")
+    lookup = "{{ lookup('ansible.builtin.file', 'pyfleet_backup_cli.py') }}"
+    assert install["content"] == f"#!/usr/bin/python3 -I\n{lookup}\n"
+    assert (install["dest"], install["mode"]) == ("{{ _backup_program }}", "0755")
 
 
-def test_a_cron_run_finds_runuser(tmp_path, cli, monkeypatch):
-    # cron gives /etc/cron.d jobs PATH=/usr/bin:/bin; runuser (every PostgreSQL command) is in /usr/sbin.
+def test_a_run_with_cron_s_path_finds_runuser(tmp_path, cli, monkeypatch):
+    # Under cron (before the timers) jobs got PATH=/usr/bin:/bin, without runuser (/usr/sbin, every PostgreSQL
+    # command). systemd's PATH has /usr/sbin; the program still sets its own, whoever starts it.
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     assert cli.main(["--quiet", "--config", str(files_config(tmp_path))]) == 0
     rc, _out, err = cli.SubprocessRunner().run(["runuser", "--help"])
