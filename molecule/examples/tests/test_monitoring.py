@@ -114,7 +114,8 @@ def test_stopping_the_api_fires_api_down_and_delivers_it(webhook):
     dp = _dp()
     app = example_vars("dietplanner")["app_name"]
     assert not _firing("ApiDown"), "ApiDown fires before the API was stopped"
-    dp.check_output(f"systemctl stop {app}-api.service")
+    # The socket unit too: it holds the port and would start the API again at the next probe.
+    dp.check_output(f"systemctl stop {app}-api.socket {app}-api.service")
     try:
         api_down = wait_for(lambda: _firing("ApiDown"), timeout=60, interval=2)
         assert api_down, "ApiDown never fired in Alertmanager"
@@ -128,7 +129,7 @@ def test_stopping_the_api_fires_api_down_and_delivers_it(webhook):
         sent = wait_for(delivered, timeout=60, interval=2)
         assert sent and sent[0]["labels"]["app"] == app, webhook()
     finally:
-        dp.run(f"systemctl start {app}-api.service")
+        dp.run(f"systemctl start {app}-api.socket {app}-api.service")
         assert wait_for(_healthy, timeout=60, interval=1), "the API did not come back"
     # Healthy again: the probe succeeds and ApiDown resolves.
     assert wait_for(lambda: not _firing("ApiDown"), timeout=60, interval=2), "ApiDown still fires"
