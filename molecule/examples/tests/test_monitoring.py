@@ -2,7 +2,7 @@
 blackbox_exporter on the host, the exporters on loopback, targets from the inventory. Every target is up; stopping
 the API fires ApiDown and AppDown, visible in Alertmanager's API and delivered to a webhook receiver this test runs on
 the host (converge.yml's override points Alertmanager at it and shortens `for:`); the API is started again and the
-host left healthy for the tests after this one."""
+host left healthy for the tests after this one. A backup run made to fail fires SystemdUnitFailed."""
 
 from __future__ import annotations
 
