@@ -17,7 +17,9 @@ CASES: dict[str, tuple[dict, str | None]] = {
         "system_journald_max_retention '30 dayz' is not a systemd time span",
     ),
     "max-use-not-a-size": ({"system_journald_system_max_use": "2 GB"}, "system_journald_system_max_use a size"),
-    "storage-unknown": ({"system_journald_storage": "disk"}, "system_journald_storage must be one of: persistent, auto, volatile"),
+    "storage-unknown": (
+        {"system_journald_storage": "disk"}, "system_journald_storage must be one of: persistent, auto, volatile",
+    ),
     "origin-with-quote": (
         {"system_unattended_upgrades_origins": ['origin=Debian";']}, "system_unattended_upgrades_origins must be",
     ),
