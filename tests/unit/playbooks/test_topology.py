@@ -75,7 +75,8 @@ def test_one_server_runs_everything_on_loopback(tmp_path):
     result, probes = run(tmp_path, {"pyfleet": {"vars": APP, "hosts": {"web1": {"ansible_host": "203.0.113.5"}}}})
     assert result.returncode == 0, result.stdout[-2000:]
     web = probes["web1"]
-    assert web["roles"] == ["python", "postgresql", "redis", "ufw", "app", "nginx", "logrotate", "backup"]
+    assert web["roles"] == ["python", "system", "postgresql", "redis", "ufw", "app", "nginx", "logrotate", "backup",
+                            "jobs"]
     assert web["upstreams"] == ["127.0.0.1:8000"]
     assert web["bind"] == "127.0.0.1" and web["forwarded"] == ["127.0.0.1"]
     assert web["pg_host"] == "127.0.0.1" and web["pg_listen"] == ["127.0.0.1"] and web["pg_clients"] == []
@@ -86,9 +87,9 @@ def test_a_fleet_derives_every_cross_host_value(tmp_path):
     result, probes = run(tmp_path, fleet())
     assert result.returncode == 0, result.stdout[-2000:]
     lb, app1, db = probes["lb1"], probes["app1"], probes["db1"]
-    assert lb["roles"] == ["python", "ufw", "nginx", "logrotate"]
-    assert app1["roles"] == ["python", "ufw", "app", "logrotate"]
-    assert db["roles"] == ["python", "postgresql", "redis", "ufw", "backup"]
+    assert lb["roles"] == ["python", "system", "ufw", "nginx", "logrotate"]
+    assert app1["roles"] == ["python", "system", "ufw", "app", "logrotate", "jobs"]
+    assert db["roles"] == ["python", "system", "postgresql", "redis", "ufw", "backup", "jobs"]
     assert lb["upstreams"] == ["10.0.0.10:8000", "10.0.0.11:8000"]
     assert app1["bind"] == "10.0.0.10" and app1["forwarded"] == ["10.0.0.13"]
     assert app1["pg_host"] == "10.0.0.12" and app1["pg_client"] is True
