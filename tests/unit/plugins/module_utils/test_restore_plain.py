@@ -93,10 +93,11 @@ def test_check_mode_reads_the_plain_dump_to_its_end_and_loads_nothing(plain_env)
     assert host.fed == [] and not [s for s in host.sql_calls() if s.startswith(("ALTER", "CREATE", "DROP"))]
 
 
+# Named cases (gzip stamps the time into its header: bytes as ids would differ between pytest-xdist's workers).
 @pytest.mark.parametrize(("data", "message"), [
     (gzip.compress(PLAIN_DUMP)[:-12], "is not a complete gzip stream"),
     (gzip.compress(PLAIN_DUMP.replace(b"dump complete", b"dump")), "does not end with pg_dump's"),
-])
+], ids=["truncated-stream", "no-trailer"])
 def test_a_plain_dump_written_incomplete_is_refused_in_check_mode_and_for_real(tmp_path, monkeypatch, data, message):
     # The checksums match (the file was written so): only reading it to the end shows it is not whole.
     monkeypatch.setattr(r.shutil, "which", lambda name: None)
