@@ -162,7 +162,7 @@ PLAYBOOK = [{"name": "Preflight cases", "hosts": "all", "gather_facts": False, "
 @pytest.fixture(scope="module")
 def failures(tmp_path_factory) -> dict[str, str | None]:
     tmp = tmp_path_factory.mktemp("monitoring-ui-preflight")
-    return first_failures(run_cases(tmp, {case: variables for case, (variables, _) in CASES.items()}, PLAYBOOK))
+    return first_failures(run_cases(tmp, {case: variables for case, (variables, _expected) in CASES.items()}, PLAYBOOK))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
