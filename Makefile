@@ -43,7 +43,7 @@ lint: setup
 	$(TIMED) lint:ee scripts/ee-check.sh
 
 unit: setup
-	$(TIMED) unit scripts/run-pytest.sh tests/unit
+	$(TIMED) unit scripts/run-pytest.sh -n 2 tests/unit
 	$(TIMED) unit:app scripts/app-tests.sh
 	$(TIMED) unit:promtool scripts/promtool-tests.sh
 

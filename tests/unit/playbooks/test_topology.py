@@ -75,7 +75,7 @@ def test_one_server_runs_everything_on_loopback(tmp_path):
     result, probes = run(tmp_path, {"pyfleet": {"vars": APP, "hosts": {"web1": {"ansible_host": "203.0.113.5"}}}})
     assert result.returncode == 0, result.stdout[-2000:]
     web = probes["web1"]
-    assert web["roles"] == ["python", "postgresql", "redis", "app", "nginx", "ufw", "logrotate", "backup"]
+    assert web["roles"] == ["python", "postgresql", "redis", "ufw", "app", "nginx", "logrotate", "backup"]
     assert web["upstreams"] == ["127.0.0.1:8000"]
     assert web["bind"] == "127.0.0.1" and web["forwarded"] == ["127.0.0.1"]
     assert web["pg_host"] == "127.0.0.1" and web["pg_listen"] == ["127.0.0.1"] and web["pg_clients"] == []
@@ -86,8 +86,8 @@ def test_a_fleet_derives_every_cross_host_value(tmp_path):
     result, probes = run(tmp_path, fleet())
     assert result.returncode == 0, result.stdout[-2000:]
     lb, app1, db = probes["lb1"], probes["app1"], probes["db1"]
-    assert lb["roles"] == ["python", "nginx", "ufw", "logrotate"]
-    assert app1["roles"] == ["python", "app", "ufw", "logrotate"]
+    assert lb["roles"] == ["python", "ufw", "nginx", "logrotate"]
+    assert app1["roles"] == ["python", "ufw", "app", "logrotate"]
     assert db["roles"] == ["python", "postgresql", "redis", "ufw", "backup"]
     assert lb["upstreams"] == ["10.0.0.10:8000", "10.0.0.11:8000"]
     assert app1["bind"] == "10.0.0.10" and app1["forwarded"] == ["10.0.0.13"]
@@ -120,3 +120,17 @@ def test_a_bad_shape_is_refused_naming_what_is_wrong(tmp_path, inventory, messag
     assert result.returncode != 0
     assert message in " ".join(result.stdout.split()), result.stdout[-3000:]
     assert probes == {}, "a host went on after a bad topology"
+
+
+def test_site_yml_runs_the_roles_in_the_wiring_order_with_the_firewall_before_the_app(tmp_path):
+    """The order of site.yml's role imports is the order of __pyfleet_roles (the preflight's order), and UFW comes
+    before the app: on a converged database host UFW is already enabled, and an app host added to the fleet runs its
+    migrations in the app role, so the database host must admit it first (found growing a fleet, bench/fleet-scale)."""
+    site = yaml.safe_load((REPO / "playbooks" / "site.yml").read_text())
+    imported = [task["ansible.builtin.import_role"]["name"].removeprefix("pyfleet.server.")
+                for task in site[0]["tasks"] if "ansible.builtin.import_role" in task]
+    result, probes = run(tmp_path, {"pyfleet": {"hosts": {"web1": APP}}})
+    assert result.returncode == 0, result.stdout
+    wired = probes["web1"]["roles"]
+    assert [role for role in imported if role in wired] == wired
+    assert imported.index("ufw") < imported.index("app")
