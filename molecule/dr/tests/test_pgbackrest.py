@@ -48,7 +48,7 @@ def psql(host, sql: str, db: str = "fleetdemo") -> str:
 def test_postgresql_archives_with_pgbackrest(host):
     assert psql(host, "SHOW archive_mode") == "on"
     assert psql(host, "SHOW archive_command") == f"pgbackrest --stanza={STANZA} archive-push %p"
-    assert psql(host, "SHOW archive_timeout") == f"{ARCHIVE_TIMEOUT}s"
+    assert psql(host, "SELECT setting FROM pg_settings WHERE name = 'archive_timeout'") == str(ARCHIVE_TIMEOUT)
     conf = host.file("/etc/pgbackrest/pgbackrest.conf")
     assert (conf.user, conf.group, conf.mode) == ("root", "postgres", 0o640)
     assert f"repo1-host={REPO_ADDRESS}" in conf.content_string
