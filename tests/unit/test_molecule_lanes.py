@@ -10,7 +10,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "molecule-lanes.sh"
-SCENARIOS = sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
+# Scenarios committed but not yet in `make test` (the Makefile's SCENARIOS_NOT_IN_LANES, e.g. dr until issue 11's
+# kill-the-host run is done): they must not be in a lane, and every other scenario must be in exactly one.
+_NOT_IN_LANES = re.search(r"^SCENARIOS_NOT_IN_LANES := (.*)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+NOT_IN_LANES = set(_NOT_IN_LANES.group(1).split()) if _NOT_IN_LANES else set()
+SCENARIOS = sorted(
+    p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml") if p.parent.name not in NOT_IN_LANES)
 
 
 def _default_lanes() -> list[list[str]]:
@@ -22,6 +27,13 @@ def _default_lanes() -> list[list[str]]:
 def test_every_scenario_and_the_integration_suite_are_in_exactly_one_lane():
     named = [s for lane in _default_lanes() for s in lane]
     assert sorted(named) == sorted([*SCENARIOS, "integration"]), f"lanes name {sorted(named)}; scenarios: {SCENARIOS}"
+
+
+def test_scenarios_not_in_lanes_yet_exist_and_are_in_no_lane():
+    named = {s for lane in _default_lanes() for s in lane}
+    for name in NOT_IN_LANES:
+        assert (REPO / "molecule" / name / "molecule.yml").is_file(), name
+        assert name not in named, f"{name} is in a lane: take it out of the Makefile's SCENARIOS_NOT_IN_LANES"
 
 
 def test_there_are_at_least_two_lanes():
