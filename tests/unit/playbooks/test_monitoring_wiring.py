@@ -118,7 +118,7 @@ def test_no_monitoring_host_means_no_exporters(tmp_path):
 
 
 def test_a_monitoring_host_the_firewall_cannot_let_in_is_refused(tmp_path):
-    result, _ = run(tmp_path, fleet(monitoring_address="mon.example.com"))
+    result, _probes = run(tmp_path, fleet(monitoring_address="mon.example.com"))
     assert result.returncode != 0
     output = " ".join(result.stdout.split())
     assert "pyfleet_address of the monitoring host mon1 must be the IP address" in output, result.stdout[-3000:]

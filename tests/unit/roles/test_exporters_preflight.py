@@ -44,7 +44,7 @@ PLAYBOOK = [
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict[str, str | None]:
     tmp = tmp_path_factory.mktemp("exporters-preflight")
-    return first_failures(run_cases(tmp, {case: variables for case, (variables, _) in CASES.items()}, PLAYBOOK))
+    return first_failures(run_cases(tmp, {case: variables for case, (variables, _message) in CASES.items()}, PLAYBOOK))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
