@@ -144,3 +144,27 @@ def test_the_forced_command_runs_pgbackrest_without_a_shell(tmp_path):
         pytest.skip("pgbackrest is installed here: the scenario molecule/dr covers the real run")
     assert result.returncode != 1 or "FileNotFoundError" in result.stderr, result
     assert "may only run" not in result.stderr and "FileNotFoundError" in result.stderr, result
+
+
+def test_a_host_without_pgbackrest_skips_the_role_without_a_repository_host(tmp_path):
+    """site.yml imports the role on every host with `when:`; ansible-core templates a task's delegate_to before its
+    when, so a host without a backup host (pgbackrest_repo_host '') must still skip every task, not fail (the
+    default, backup-restore and fleet scenarios failed so)."""
+    playbook = tmp_path / "skip.yml"
+    playbook.write_text("""
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.import_role:
+        name: pyfleet.server.pgbackrest
+        rolespec_validate: false
+      vars: {pgbackrest_preflight: false, pgbackrest_repo_host: "", pgbackrest_repo_address: "",
+             pgbackrest_repo_clients: []}
+      when: false
+""")
+    result = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), str(playbook)],
+                            capture_output=True, text=True, timeout=300, check=False,
+                            env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "failed=0" in result.stdout and "ok=0" in result.stdout
