@@ -50,3 +50,12 @@ def first_failures(report: dict) -> dict[str, str | None]:
         if item.get("failed") and failures[host] is None:
             failures[host] = str(item.get("msg"))
     return failures
+
+
+def assert_outcome(case: str, failure: str | None, expected: str | None) -> None:
+    """Good input (expected None) passes every check; bad input fails with a message containing `expected`."""
+    if expected is None:
+        assert failure is None, f"{case}: good input refused: {failure}"
+    else:
+        assert failure is not None, f"{case}: bad input accepted"
+        assert expected in " ".join(failure.split()), f"{case}: {failure}"
