@@ -18,6 +18,10 @@ export COLUMNS ?= 200
 
 .PHONY: setup engine image wheelhouse demo demo-destroy lint unit integration molecule lanes test bench clean
 
+# `make test` runs lint and unit in a lane of their own beside the Molecule lanes, after setup: NO_SETUP=1 keeps
+# them from running setup again while the scenarios use the tools it installs.
+SETUP := $(if $(NO_SETUP),,setup)
+
 setup:            ## Debian packages + .venv with the pinned tools
 	$(TIMED) setup scripts/setup.sh
 
@@ -36,7 +40,7 @@ demo: image wheelhouse
 demo-destroy:
 	docker rm -f pyfleet-demo >/dev/null 2>&1 || true
 
-lint: setup
+lint: $(SETUP)
 	$(TIMED) lint:yamllint yamllint --strict .
 	$(TIMED) lint:ansible-lint ansible-lint --offline
 	$(TIMED) lint:ruff ruff check plugins tests examples molecule scripts
@@ -44,7 +48,7 @@ lint: setup
 	$(TIMED) lint:build ansible-galaxy collection build --force --output-path build/dist >/dev/null
 	$(TIMED) lint:ee scripts/ee-check.sh
 
-unit: setup
+unit: $(SETUP)
 	$(TIMED) unit scripts/run-pytest.sh -n 2 tests/unit
 	$(TIMED) unit:app scripts/app-tests.sh
 	$(TIMED) unit:promtool scripts/promtool-tests.sh
@@ -61,9 +65,12 @@ molecule: image wheelhouse
 lanes: image wheelhouse
 	scripts/molecule-lanes.sh integration $(SCENARIOS)
 
+# `make test`: setup, the image and the wheelhouse, then every suite in lanes side by side: lint and unit (the step
+# `checks`, CPU-bound) in a lane of their own beside the Molecule lanes, which leave a core idle much of the time.
 test:             ## every suite; a time table per suite and scenario at the end, pass or fail
 	@mkdir -p build && rm -f $(PYFLEET_TIMES) build/failures.txt && date +%s >build/test-started
-	@rc=0; $(MAKE) -k --no-print-directory lint unit lanes || rc=$$?; \
+	@rc=0; { $(MAKE) --no-print-directory image wheelhouse && \
+	  scripts/molecule-lanes.sh checks integration $(SCENARIOS); } || rc=$$?; \
 	  scripts/time-table.sh $(PYFLEET_TIMES) build/test-started; \
 	  if [ $$rc = 0 ]; then echo "make test: all suites passed"; else echo "make test: FAILED"; fi; exit $$rc
 

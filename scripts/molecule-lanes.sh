@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# molecule-lanes.sh STEP...: each step in parallel lanes; a step is a Molecule scenario (`molecule test -s STEP`)
-# or `integration` (the integration suite, which needs the same image and wheelhouse).
+# molecule-lanes.sh STEP...: each step in parallel lanes; a step is a Molecule scenario (`molecule test -s STEP`),
+# `integration` (the integration suite, which needs the same image and wheelhouse) or `checks` (`make lint unit`
+# without setup; its own steps are timed one by one).
 #
 # The scenarios leave a core idle much of the time (a host booting, apt, a health gate waiting, a deploy's drain), so
-# `make test` runs two lanes side by side; within a lane steps run one after another. MOLECULE_LANES names the
+# `make test` runs three lanes side by side; within a lane steps run one after another. MOLECULE_LANES names the
 # lanes: lanes separated by spaces, a lane's steps by commas. The default below balances the lanes' time as measured
-# (.ci/run, 2 cores): fleet 953 s, acme 154 s, examples 456 s and the integration suite 141 s (1704 s), beside
-# default 1084 s and backup-restore 912 s (1996 s). A step given but named in no lane runs at the end of the first lane;
-# tests/unit/test_molecule_lanes.py keeps every scenario named. MOLECULE_LANES=serial runs everything in one lane.
+# by the last CI run (2 cores; two lanes then, lint and unit before them): fleet 1012 s + backup-restore 1002 s,
+# beside default 1165 s + examples 656 s, beside lint and unit (CPU-bound, ~430 s) + acme 156 s + the integration
+# suite 171 s. A step given but named in no lane runs at the end of the first lane; tests/unit/test_molecule_lanes.py
+# keeps every scenario named. MOLECULE_LANES=serial runs everything in one lane.
 #
 # The first lane prints as it runs; the others write to build/logs/ (scripts/timed.sh) and are printed whole after
 # every lane has ended (not interleaved), so the log holds every line of every step. Every step runs even after
 # one failed; exits 1 if any failed, naming them.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-LANES=${MOLECULE_LANES:-fleet,acme,examples,integration default,backup-restore}
+LANES=${MOLECULE_LANES:-fleet,backup-restore default,examples checks,acme,integration}
 [ "$LANES" = serial ] && LANES=$(IFS=,; echo "$*")
 wanted=" $* "
 
@@ -39,13 +41,25 @@ status_dir=$(mktemp -d)
 trap 'rm -rf "$status_dir"' EXIT
 
 # The name a step is timed and logged under (scripts/timed.sh).
-step_name() { if [ "$1" = integration ]; then echo integration; else echo "molecule:$1"; fi; }
+step_name() { case $1 in integration | checks) echo "$1" ;; *) echo "molecule:$1" ;; esac; }
 
 run_lane() {  # run_lane NUMBER QUIET STEP...
   local number=$1 quiet=$2 s rc step
   shift 2
   for s in "$@"; do
-    if [ "$s" = integration ]; then
+    if [ "$s" = checks ]; then
+      # Not timed as a whole: lint's and unit's own steps are (the table's sum would count them twice).
+      echo "== make lint unit (lane $number)"
+      if [ "$quiet" = 1 ]; then
+        make --no-print-directory -k NO_SETUP=1 lint unit >"$(scripts/timed.sh --log-path checks)" 2>&1
+      else
+        make --no-print-directory -k NO_SETUP=1 lint unit
+      fi
+      rc=$?
+      echo "$rc" >"$status_dir/$s"
+      [ "$quiet" = 1 ] && echo "== make lint unit (lane $number) ended: exit $rc (output below, after every lane)"
+      continue
+    elif [ "$s" = integration ]; then
       step=(integration scripts/run-pytest.sh tests/integration)
     else
       step=("$(step_name "$s")" molecule test -s "$s")
