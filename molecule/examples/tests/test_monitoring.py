@@ -89,6 +89,10 @@ def test_every_target_is_up():
     # through blackbox_exporter succeeds (so ApiDown below starts quiet).
     assert [r["value"][1] for r in _query("pg_up")] == ["1"], _query("pg_up")
     assert _query('node_systemd_unit_state{name="postgresql.service",state="active"}==1'), "no systemd collector"
+    # postgres_exporter's own query file (WalArchiveFailing/WalArchiveLagging): PostgreSQL's archiver statistics.
+    for metric in ("last_success_timestamp_seconds", "last_failure_timestamp_seconds", "oldest_pending_age_seconds"):
+        series = _query(f'pyfleet_wal_archive_{metric}{{job="postgres"}}')
+        assert [r["metric"]["host"] for r in series] == ["dietplanner1"], (metric, series)
     health = _query(f'probe_success{{job="health-{app}"}}')
     assert [(r["metric"]["instance"], r["value"][1]) for r in health] == [(_health_url(), "1")], health
     # Through nginx's TLS, verified (no insecure_skip_verify) against the site's local CA under the site's name.
