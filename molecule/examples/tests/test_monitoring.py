@@ -212,8 +212,8 @@ def test_an_expiring_certificate_fires_certificate_expiring_soon():
         alert = wait_for(fired, timeout=60, interval=2)
         assert alert, _query(f'probe_ssl_earliest_cert_expiry{{job="tls-{app}"}} - time()')
         labels = alert[0]["labels"]
-        assert (labels["instance"], labels["job"], labels["severity"]) == ("127.0.0.1:443", f"tls-{app}",
-                                                                            "warning"), labels
+        expected = ("127.0.0.1:443", f"tls-{app}", "warning")
+        assert (labels["instance"], labels["job"], labels["severity"]) == expected, labels
         days = float(_query(f'(probe_ssl_earliest_cert_expiry{{job="tls-{app}"}} - time()) / 86400')[0]["value"][1])
         assert 1 < days <= 2, days
         # The short-lived certificate is trusted: the health probe through nginx still succeeds.
@@ -261,8 +261,8 @@ def test_a_backup_without_a_good_set_fires_backup_too_old():
         alert = wait_for(fired, timeout=60, interval=2)
         assert alert, _query(metric)
         labels = alert[0]["labels"]
-        assert (labels["component"], labels["host"], labels["severity"]) == ("postgresql", "dietplanner1",
-                                                                              "critical"), labels
+        expected = ("postgresql", "dietplanner1", "critical")
+        assert (labels["component"], labels["host"], labels["severity"]) == expected, labels
         assert _query(metric)[0]["value"][1] == "0"
     finally:
         dp.run(f"mv {aside}/* {root}/ && rmdir {aside}")

@@ -123,8 +123,8 @@ def test_the_health_probe_takes_the_readiness_path_server_name_and_port_of_the_i
     inventory["pyfleet"]["vars"] = {**APP, "app_health_url": "http://{{ app_bind_address }}:8000/api/health?full=1",
                                     "nginx_server_names": ["shop.example.com", "www.shop.example.com"],
                                     "nginx_tls_source": "acme"}
-    inventory["pyfleet"]["children"]["pyfleet_lb"]["hosts"]["lb2"] = {"ansible_host": "10.0.0.6",
-                                                                       "nginx_https_port": 8443}
+    lb2 = {"ansible_host": "10.0.0.6", "nginx_https_port": 8443}
+    inventory["pyfleet"]["children"]["pyfleet_lb"]["hosts"]["lb2"] = lb2
     result, probes = run(tmp_path, inventory)
     assert result.returncode == 0, result.stdout[-3000:]
     app = probes["monitoring:mon1"]["apps"][0]
