@@ -3,14 +3,17 @@ items 4 and 5): Diet Planner's VACUUM ANALYZE and REINDEX as postgres, FairEdge'
 the app's environment (the reference app's `fleetdemo-admin check-config` stands in for the guide's script), a job
 that fails on purpose (converge.yml) ends `failed`; unattended security upgrades and journald's 30-day retention.
 
-The jobs are started with `systemctl start` of the service their timer triggers (the timer's own unit, read from
-the timer), not by waiting for the calendar: the run is the same, and the test takes seconds, not a week."""
+VACUUM ANALYZE runs from its timer: a runtime drop-in (/run/systemd/system/<timer>.d/) adds `OnActiveSec=` so the
+timer elapses seconds after it is restarted, and is removed after. The other jobs are started with `systemctl start`
+of the service their timer triggers (read from the timer): the run is the same, and the test takes seconds, not a
+month."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from helpers import wait_for
 from seed_examples import example_vars, host
 
 DIET_DB = "diet_planner"
@@ -49,12 +52,37 @@ def test_a_job_whose_timer_is_off_is_installed_but_not_scheduled():
     assert props == {"ActiveState": "inactive", "UnitFileState": "disabled"}, props
 
 
-def test_vacuum_analyze_runs_as_postgres_and_vacuums_the_database():
+def test_timer_driven_vacuum_analyze_runs_as_postgres_and_vacuums_the_database():
     h = host("dietplanner")
+    timer = "pyfleet-job-vacuum-analyze.timer"
+    service = _show(h, timer, "Triggers")["Triggers"]
+    dropin = f"/run/systemd/system/{timer}.d"
     psql = f"runuser -u postgres -- psql -X -At -d {DIET_DB} -c"
     before = h.check_output(f"{psql} 'SELECT now()'")
-    service, run = _start(h, "pyfleet-job-vacuum-analyze.timer")
-    assert run.rc == 0, run.stderr
+    invocation = _show(h, service, "InvocationID")["InvocationID"]
+    triggered = _show(h, timer, "LastTriggerUSec")["LastTriggerUSec"]
+    # The timer elapses 2 s after it starts (no random delay, 1 s accuracy), on top of its calendar.
+    h.check_output(f"mkdir -p {dropin} && printf '[Timer]\\nOnActiveSec=2s\\nAccuracySec=1s\\n"
+                   f"RandomizedDelaySec=0\\n' > {dropin}/zz-test.conf && systemctl daemon-reload"
+                   f" && systemctl restart {timer}")
+    try:
+        def ran():
+            props = _show(h, service, "InvocationID", "ActiveState", "Result")
+            return props if props["InvocationID"] not in ("", invocation) and props["ActiveState"] in (
+                "inactive", "failed") else None
+
+        props = wait_for(ran, timeout=60, interval=1)
+        assert props, _show(h, timer, "ActiveState", "NextElapseUSecMonotonic", "LastTriggerUSec")
+        # The timer started it (its last trigger moved), not the test.
+        assert _show(h, timer, "LastTriggerUSec")["LastTriggerUSec"] not in ("", "n/a", triggered), "no trigger"
+    finally:
+        h.run(f"rm -rf {dropin} && systemctl daemon-reload && systemctl restart {timer}")
+    unit = h.check_output(f"systemctl cat {timer}")
+    assert "OnActiveSec" not in unit, unit
+    assert _show(h, timer, "ActiveState")["ActiveState"] == "active"
+    # The run's journal (systemd's lines about this invocation; psql runs quiet).
+    journal = h.check_output(f"journalctl -q -o cat -u {service} INVOCATION_ID={props['InvocationID']}")
+    assert f"Finished {service}" in journal, journal
     props = _show(h, service, "Result", "User", "ExecMainStatus", "ExecStart", "StandardInput")
     assert props["Result"] == "success" and props["ExecMainStatus"] == "0", props
     assert props["User"] == "postgres", props

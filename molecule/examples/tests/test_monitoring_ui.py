@@ -22,7 +22,9 @@ pytestmark = pytest.mark.skipif(
     "pyfleet_monitoring" not in (HOSTS or {}),
     reason="examples/dietplanner/inventory does not put its host in pyfleet_monitoring: no monitoring, no UIs")
 
-# converge.yml's override: monitoring_ui_users (ops), the role's default ports and allow list (loopback only).
+# converge.yml's override: monitoring_ui_users (ops), the role's default ports, an allow list of loopback and
+# ALLOWED_NETWORK.
+ALLOWED_NETWORK = "198.51.100.0/24"
 USER = "ops"
 PORTS = {"prometheus": 9443, "alertmanager": 9444}
 # A path each daemon answers only when the request reached it.
@@ -90,3 +92,17 @@ def test_password_file_holds_bcrypt_hashes_only():
     entries = [line for line in content.splitlines() if line and not line.startswith("#")]
     assert [line.split(":", 1)[0] for line in entries] == [USER], entries
     assert all(line.split(":", 1)[1].startswith("$2b$") for line in entries), entries
+
+
+def test_ufw_opens_the_ui_ports_to_the_allowed_networks_only():
+    """UFW (incoming denied) lets the UI ports in from monitoring_ui_allow's network alone (loopback needs no rule):
+    no rule for any other source."""
+    status = host("dietplanner").run("ufw status")
+    assert "Status: active" in status.stdout, (status.stdout, status.stderr)
+    rules = [line.split() for line in status.stdout.splitlines() if "pyfleet monitoring ui" in line]
+    for port in PORTS.values():
+        sources = sorted(rule[2] for rule in rules if rule[0] in (str(port), f"{port}/tcp"))
+        assert sources == [ALLOWED_NETWORK], (port, status.stdout)
+    assert not [line for line in status.stdout.splitlines()
+                if any(line.startswith((f"{p} ", f"{p}/")) for p in PORTS.values()) and ALLOWED_NETWORK not in line], \
+        status.stdout

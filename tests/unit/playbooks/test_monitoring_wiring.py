@@ -36,7 +36,8 @@ PROBE = """
     - name: Monitoring values
       ansible.builtin.debug:
         msg: "PROBE {{ {'host': 'monitoring:' ~ inventory_hostname, 'hosts': monitoring_hosts,
-               'addresses': monitoring_addresses, 'apps': monitoring_apps} | to_json }}"
+               'addresses': monitoring_addresses, 'apps': monitoring_apps,
+               'ca_file': monitoring_blackbox_ca_file} | to_json }}"
 """
 APP = {"app_name": "shop", "app_port": 8000}
 
@@ -85,7 +86,11 @@ def test_a_server_watching_itself_keeps_its_exporters_on_loopback(tmp_path):
     assert mon["hosts"] == {"node": ["web1"], "postgres": ["web1"], "redis": ["web1"], "app": ["web1"],
                             "lb": ["web1"]}
     assert mon["addresses"] == {"web1": "127.0.0.1"}
-    assert mon["apps"] == [{"name": "shop", "port": 8000, "health_urls": [], "tls_targets": ["127.0.0.1:443"]}]
+    # The health probe goes through the host's own nginx TLS (the app role's default readiness path), named as the
+    # site and verified against the self-signed site's local CA.
+    assert mon["apps"] == [{"name": "shop", "port": 8000, "health_urls": ["https://127.0.0.1:443/readyz"],
+                            "health_host": "web1", "tls_targets": ["127.0.0.1:443"]}]
+    assert mon["ca_file"] == "/etc/nginx/tls/shop/ca.pem"
 
 
 def test_a_fleet_opens_each_exporter_to_the_monitoring_host_only(tmp_path):
@@ -106,6 +111,65 @@ def test_a_fleet_opens_each_exporter_to_the_monitoring_host_only(tmp_path):
     # The monitoring host watches itself over loopback, the others at the address their exporters listen on.
     assert mon["addresses"] == {"app1": "10.0.0.11", "db1": "10.0.0.20", "lb1": "10.0.0.5", "mon1": "127.0.0.1"}
     assert mon["apps"][0]["tls_targets"] == ["10.0.0.5:443"]
+    # Not the app host's port: each load balancer's nginx TLS, the path of the app's readiness URL.
+    assert mon["apps"][0]["health_urls"] == ["https://10.0.0.5:443/readyz"]
+    assert mon["apps"][0]["health_host"] == "lb1"
+    # The load balancer's local CA is not on the monitoring host: the system's CAs.
+    assert mon["ca_file"] == ""
+
+
+def test_the_health_probe_takes_the_readiness_path_server_name_and_port_of_the_inventory(tmp_path):
+    inventory = fleet()
+    inventory["pyfleet"]["vars"] = {**APP, "app_health_url": "http://{{ app_bind_address }}:8000/api/health?full=1",
+                                    "nginx_server_names": ["shop.example.com", "www.shop.example.com"],
+                                    "nginx_tls_source": "acme"}
+    lb2 = {"ansible_host": "10.0.0.6", "nginx_https_port": 8443}
+    inventory["pyfleet"]["children"]["pyfleet_lb"]["hosts"]["lb2"] = lb2
+    result, probes = run(tmp_path, inventory)
+    assert result.returncode == 0, result.stdout[-3000:]
+    app = probes["monitoring:mon1"]["apps"][0]
+    assert app["health_urls"] == ["https://10.0.0.5:443/api/health?full=1", "https://10.0.0.6:8443/api/health?full=1"]
+    assert app["health_host"] == "shop.example.com"
+    assert app["tls_targets"] == ["10.0.0.5:443", "10.0.0.6:8443"]
+
+
+def test_a_single_server_with_an_acme_certificate_trusts_the_system_cas(tmp_path):
+    inventory = {"pyfleet": {"vars": {**APP, "nginx_tls_source": "acme"}, "hosts": {"web1": {}}},
+                 "pyfleet_monitoring": {"hosts": {"web1": {}}}}
+    result, probes = run(tmp_path, inventory)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert probes["monitoring:web1"]["ca_file"] == ""
+
+
+def test_the_ui_ports_are_opened_to_the_allowed_networks_only(tmp_path):
+    inventory = {"pyfleet": {"vars": APP, "hosts": {"web1": {"ansible_host": "203.0.113.5"}}},
+                 "pyfleet_monitoring": {"hosts": {"web1": {}}, "vars": {
+                     "monitoring_ui_enabled": True,
+                     "monitoring_ui_allow": ["127.0.0.1", "::1", "10.8.0.0/24", "198.51.100.7"]}}}
+    result, probes = run(tmp_path, inventory)
+    assert result.returncode == 0, result.stdout[-3000:]
+    rules = sorted((r["port"], r["from"], r["comment"]) for r in probes["web1"]["ufw"])
+    # Loopback is never filtered by UFW: no rule for it.
+    assert rules == [(9443, "10.8.0.0/24", "pyfleet monitoring ui"), (9443, "198.51.100.7", "pyfleet monitoring ui"),
+                     (9444, "10.8.0.0/24", "pyfleet monitoring ui"), (9444, "198.51.100.7", "pyfleet monitoring ui")]
+    # The inventory's ports.
+    inventory["pyfleet_monitoring"]["vars"]["monitoring_ui_ports"] = {"prometheus": 19090, "alertmanager": 19093}
+    inventory["pyfleet_monitoring"]["vars"]["monitoring_ui_allow"] = ["10.8.0.0/24"]
+    (tmp_path / "ports").mkdir()
+    result, probes = run(tmp_path / "ports", inventory)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert sorted((r["port"], r["from"]) for r in probes["web1"]["ufw"]) == [
+        (19090, "10.8.0.0/24"), (19093, "10.8.0.0/24")]
+
+
+def test_the_ui_ports_stay_closed_while_the_uis_are_off_or_elsewhere(tmp_path):
+    inventory = fleet()
+    inventory["pyfleet_monitoring"]["vars"] = {"monitoring_ui_allow": ["10.8.0.0/24"]}
+    inventory["pyfleet"]["vars"] = {**APP, "monitoring_ui_enabled": True, "monitoring_ui_allow": ["10.8.0.0/24"]}
+    result, probes = run(tmp_path, inventory)
+    assert result.returncode == 0, result.stdout[-3000:]
+    # Hosts of the main play that are not monitoring hosts open no UI port, even with the UI variables set.
+    assert all(r["port"] not in (9443, 9444) for p in probes.values() for r in p.get("ufw", [])), probes
 
 
 def test_no_monitoring_host_means_no_exporters(tmp_path):
