@@ -378,8 +378,8 @@ class PitrRestorer:
                 "-c", "SELECT pg_is_in_recovery()"]))
             if rc == 0 and out.strip() == "f":
                 return
-            if rc != 0 and self.run_cmd(as_user(self.user, [os.path.join(self.bindir, "pg_ctl"), "-D", scratch,
-                                                             "status"]))[0] != 0:
+            status = as_user(self.user, [os.path.join(self.bindir, "pg_ctl"), "-D", scratch, "status"])
+            if rc != 0 and self.run_cmd(status)[0] != 0:
                 raise PitrError(f"the scratch cluster stopped during recovery: {err.strip()[-300:]}")
             if self.monotonic() > deadline:
                 raise PitrError(f"recovery did not end within recovery_timeout ({self.opts.recovery_timeout} s)")
