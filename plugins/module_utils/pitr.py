@@ -295,7 +295,41 @@ class PitrRestorer:
             if lock is not None:
                 lock.release()
 
+    # ---- the marker: <state_dir>/<app>.json, key pgbackrest/<stanza> (the format of restore.Marker) -------------
+    @property
+    def marker_path(self) -> str:
+        return os.path.join(self.opts.state_dir, f"{self.opts.app}.json")
+
+    def marker(self) -> dict[str, t.Any]:
+        try:
+            with open(self.marker_path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def write_marker(self, entry: dict[str, t.Any]) -> None:
+        data = self.marker()
+        data[f"pgbackrest/{self.opts.stanza}"] = entry
+        os.makedirs(self.opts.state_dir, mode=0o700, exist_ok=True)
+        tmp = self.marker_path + ".tmp"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.marker_path)
+
     def _execute(self) -> dict[str, t.Any]:
+        key = f"pgbackrest/{self.opts.stanza}"
+        wanted = parse_target_time(self.opts.target_time, self.clock())
+        done = self.marker().get(key) or {}
+        if self.opts.once and not self.opts.force and done.get("target_time") == (iso(wanted) if wanted else "latest"):
+            # once: restored to this target before; what was written since stays (a recovery's re-run).
+            return self.result(False, f"{key} was restored to {done['target_time']} before "
+                                      f"({done.get('restored_at')}); once: nothing to do", dict(done))
         plan = self.plan()
         target, backup = plan["target"], plan["backup"]
         what = f"to {iso(target)}" if target else "to the end of the archived WAL (latest)"
@@ -311,6 +345,9 @@ class PitrRestorer:
         details.update(verified)
         self.swap(plan)
         details["timeline"] = self.sql("SELECT timeline_id FROM pg_control_checkpoint()")
+        self.write_marker({"target_time": details["target_time"], "backup": backup["label"],
+                           "previous": plan["previous"], "timeline": details["timeline"],
+                           "restored_at": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")})
         return self.result(True, f"restored {summary}; {verified['verify']}", details)
 
     def result(self, changed: bool, msg: str, details: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -324,7 +361,7 @@ class PitrRestorer:
     # ---- the scratch cluster --------------------------------------------------------------------------------
     def restore_scratch(self, plan: dict[str, t.Any]) -> dict[str, t.Any]:
         scratch, conf_dir = plan["scratch"], plan["scratch"] + ".conf"
-        for path in (scratch, conf_dir):
+        for path in (scratch, conf_dir, plan["previous"]):
             if os.path.lexists(path):
                 raise PitrError(f"{path} exists already (an earlier restore?); remove it; nothing was changed")
         started = False

@@ -89,7 +89,8 @@ description:
     C(postgresql.auto.conf)), and the service started with the live configuration; a start that fails puts the
     previous data directory back and starts it. The cluster then archives its new timeline to the same stanza; run
     C(pgbackrest check) and take a new full backup (C(playbooks/restore.yml) does both). Each run restores again
-    (a point in time has no fingerprint to compare with).
+    (a point in time has no fingerprint to compare with), unless O(once) and the marker in O(state_dir) says the
+    cluster was restored to this O(target_time) before.
 extends_documentation_fragment:
   - pyfleet.server.attributes
   - pyfleet.server.backup_sets
@@ -146,6 +147,8 @@ options:
       - Meant for re-runs of a recovery (C(playbooks/disaster-recovery.yml)), so that a rebuilt host that has
         served traffic since keeps what it has. Without it, a restore is idempotent only while the live data is
         still what the set restored. O(force) wins over it.
+      - With O(source=pgbackrest) - skip the restore when the marker says the cluster was restored to this
+        O(target_time) (or V(latest)) before. Without it, each point-in-time restore restores again.
     type: bool
     default: false
   keep_previous:

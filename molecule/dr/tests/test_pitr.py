@@ -46,7 +46,7 @@ def live_state(host) -> dict:
     """What must not change when a restore is refused: the cluster's start time, its data, the app's start."""
     return {"postmaster": psql(host, "SELECT pg_postmaster_start_time()"),
             "rows": psql(host, "SELECT count(*), coalesce(max(id), 0) FROM pyfleet_pitr"),
-            "kept": host.check_output(f"ls -d {DATA_DIR}.pre-* 2>/dev/null || true"),
+            "kept": kept_copies(host),
             "api": host.check_output("systemctl show -p ActiveEnterTimestamp fleetdemo-api.service")}
 
 
@@ -62,7 +62,12 @@ def archived(host, backup_host) -> bool:
     return wait_for(done, timeout=90, interval=2)
 
 
+def kept_copies(host) -> list[str]:
+    return host.check_output(f"ls -d {DATA_DIR}.pre-* 2>/dev/null || true").split()
+
+
 def test_a_destructive_delete_is_written_and_archived(host, backup_host):
+    STATE["kept"] = kept_copies(host)
     psql(host, "DROP TABLE IF EXISTS pyfleet_pitr")
     psql(host, "CREATE TABLE pyfleet_pitr (id int PRIMARY KEY, note text, at timestamptz NOT NULL)")
     psql(host, "INSERT INTO pyfleet_pitr SELECT g, 'before', clock_timestamp() FROM generate_series(1, 20) g")
@@ -76,23 +81,6 @@ def test_a_destructive_delete_is_written_and_archived(host, backup_host):
     started = time.monotonic()
     assert archived(host, backup_host), "the WAL with the DELETE did not reach the repository"
     print(f"\ntarget {STATE['target']}; the DELETE archived {time.monotonic() - started:.1f} s after the switch")
-
-
-def test_a_target_time_without_a_zone_is_refused_naming_the_variable(host):
-    before = live_state(host)
-    result = restore("-e", "restore_target_time=2026-11-27T10:45:00")
-    assert result.returncode != 0
-    assert "Refused, nothing was changed: restore_target_time must be latest or an ISO 8601 time" in result.stdout
-    assert live_state(host) == before
-
-
-def test_a_target_before_the_oldest_backup_is_refused_before_the_app_stops(host):
-    before = live_state(host)
-    result = restore("-e", "restore_target_time=2001-01-01T00:00:00Z")
-    assert result.returncode != 0
-    assert "is before the end of the oldest backup of stanza" in result.stdout, result.stdout[-3000:]
-    assert "pyfleet.server.app : Stop" not in result.stdout  # refused by the prediction, the app never stopped
-    assert live_state(host) == before
 
 
 def test_point_in_time_restore_brings_the_deleted_rows_back_and_nothing_later(host):
@@ -111,8 +99,8 @@ def test_point_in_time_restore_brings_the_deleted_rows_back_and_nothing_later(ho
 
 
 def test_the_old_cluster_is_kept_aside_and_no_scratch_is_left(host):
-    kept = host.check_output(f"ls -d {DATA_DIR}.pre-*").split()
-    assert len(kept) == 1
+    kept = [path for path in kept_copies(host) if path not in STATE["kept"]]
+    assert len(kept) == 1, kept
     assert host.file(f"{kept[0]}/PG_VERSION").exists
     assert host.check_output("ls -d /var/lib/postgresql/15/pyfleet-pitr-* 2>/dev/null || true") == ""
     # The restored cluster runs with the live configuration: it archives to the stanza again.
@@ -135,3 +123,37 @@ def test_the_app_serves_the_restored_database(host):
     assert host.service("fleetdemo-api.service").is_running
     code, items = http_json(host, "GET", "/api/items")
     assert code == 200, items
+
+
+def test_a_second_restore_with_a_target_time_without_a_zone_is_refused_naming_the_variable(host):
+    before = live_state(host)
+    result = restore("-e", "restore_target_time=2026-11-27T10:45:00")
+    assert result.returncode != 0
+    assert "Refused, nothing was changed: restore_target_time must be latest or an ISO 8601 time" in result.stdout
+    assert live_state(host) == before
+
+
+def test_a_target_before_the_oldest_backup_is_refused_before_the_app_stops(host):
+    before = live_state(host)
+    result = restore("-e", "restore_target_time=2001-01-01T00:00:00Z")
+    assert result.returncode != 0
+    assert "is before the end of the oldest backup of stanza" in result.stdout, result.stdout[-3000:]
+    assert "pyfleet.server.app : Stop" not in result.stdout  # refused by the prediction, the app never stopped
+    assert live_state(host) == before
+
+
+def test_a_host_without_a_backup_host_is_refused(host):
+    """The backup host itself runs no PostgreSQL archiving to a repository: nothing to restore from."""
+    result = run_playbook("playbooks/restore.yml", "-e", f"pyfleet_hosts={BACKUP_HOST}",
+                          "-e", "restore_source=pgbackrest")
+    assert result.returncode != 0
+    assert f"Refused, nothing was changed: {BACKUP_HOST} does not archive to a backup host" in result.stdout
+
+
+def test_once_keeps_what_was_written_since_the_restore_to_the_same_target(host):
+    before = live_state(host)
+    result = restore("-e", f"restore_target_time={STATE['target']}", "-e", "restore_once=true")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "changed=0" in result.stdout and "once: nothing to do" in result.stdout
+    assert live_state(host) == before
+    assert psql(host, "SELECT count(*) FROM pyfleet_pitr WHERE id = 200") == "1"

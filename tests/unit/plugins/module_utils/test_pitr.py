@@ -280,3 +280,16 @@ def test_a_cluster_elsewhere_than_postgresql_data_dir_is_refused(tmp_path, live)
     host = FakeHost(tmp_path / "elsewhere")
     with pytest.raises(p.PitrError, match="not postgresql_data_dir"):
         restorer(tmp_path, host).execute()
+
+
+def test_once_leaves_a_cluster_restored_to_the_same_target_alone(tmp_path, live):
+    restorer(tmp_path, FakeHost(live)).execute()
+    marker = json.loads((tmp_path / "state" / "fleetdemo.json").read_text())["pgbackrest/app1"]
+    assert marker["target_time"] == "2026-11-27T10:45:00.000000+00:00" and marker["timeline"] == "2"
+    host = FakeHost(live)
+    result = restorer(tmp_path, host, once=True).execute()
+    assert not result["changed"] and "once: nothing to do" in result["msg"] and host.calls == []
+    # another target, or without once, restores again
+    assert restorer(tmp_path, FakeHost(live), check_mode=True, once=True, target_time="2026-11-27T10:40:00Z",
+                    ).execute()["changed"]
+    assert restorer(tmp_path, FakeHost(live), check_mode=True).execute()["changed"]
