@@ -324,15 +324,19 @@ id:
   description:
     - Id of the set, resolved once (V(latest) becomes the newest good set at that moment). A playbook passes it (or
       RV(path)) from its check-mode prediction to the real run, so both act on the same set.
+    - With O(source=pgbackrest), the target time restored to (UTC) or V(latest).
   returned: always
   type: str
   sample: 20250124T031500Z
 path:
-  description: Directory of the set resolved, see RV(id).
+  description: Directory of the set resolved, see RV(id); with O(source=pgbackrest), the live data directory.
   returned: always
   type: str
 set:
-  description: The set restored (id, path, created_at, size, components, manifest_sha256...).
+  description:
+    - The set restored (id, path, created_at, size, components, manifest_sha256...).
+    - V(null) with O(source=pgbackrest); RV(details) has C(pgbackrest/<stanza>) - the backup label, C(target_time),
+      the kept C(previous) data directory, C(timeline), C(verify) and C(verify_value).
   returned: always
   type: dict
 restored:
