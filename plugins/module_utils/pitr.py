@@ -452,7 +452,14 @@ class PitrRestorer:
         os.chmod(auto + ".tmp", 0o600)
         os.replace(auto + ".tmp", auto)
         service = self.opts.postgresql_service
-        self.run(["systemctl", "stop", service], f"stopping {service}")
+        try:
+            self.run(["systemctl", "stop", service], f"stopping {service}")
+        except PitrError as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(conf_dir, ignore_errors=True)
+            self.run_cmd(["systemctl", "start", service])
+            raise PitrError(f"{exc}; the restored cluster was removed, the live data directory was not "
+                            "touched") from exc
         self.actions.append(f"stopped {service}")
         os.rename(self.data_dir, previous)
         try:

@@ -276,6 +276,13 @@ def test_a_restored_cluster_that_does_not_start_puts_the_previous_one_back(tmp_p
     assert "kept as" in str(exc.value) and ".failed" in str(exc.value)
 
 
+def test_a_live_cluster_that_does_not_stop_keeps_its_data_and_no_scratch_is_left(tmp_path, live):
+    host = FakeHost(live, fail="systemctl stop")
+    with pytest.raises(p.PitrError, match="the restored cluster was removed, the live data directory was not touched"):
+        restorer(tmp_path, host).execute()
+    assert listing(tmp_path) == ["15", "15/main", "15/main/live-marker"]
+
+
 def test_a_cluster_elsewhere_than_postgresql_data_dir_is_refused(tmp_path, live):
     host = FakeHost(tmp_path / "elsewhere")
     with pytest.raises(p.PitrError, match="not postgresql_data_dir"):
