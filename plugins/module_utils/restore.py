@@ -159,6 +159,16 @@ class RestoreOptions:
     redis_rdb_path: str | None = None
     mongodb_uri: str | None = field(default=None, repr=False)
     age_identity: str | None = field(default=None, repr=False)
+    # source=pgbackrest: point-in-time restore of the whole cluster (module_utils/pitr.py).
+    source: str = "backup_set"
+    stanza: str | None = None
+    target_time: str = "latest"
+    verify_query: str | None = None
+    verify_database: str | None = None
+    recovery_timeout: int = 1800
+    postgresql_version: str = "15"
+    postgresql_data_dir: str = "/var/lib/postgresql/15/main"
+    postgresql_service: str = "postgresql@15-main"
 
     @classmethod
     def from_params(cls, params: t.Mapping[str, t.Any]) -> RestoreOptions:

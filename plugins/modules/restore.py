@@ -71,6 +71,26 @@ description:
     set's is left alone, marker or not). Restoring the same set again reports V(changed=false) only when the fingerprint
     is unchanged; any write since (or a Redis restart or save, after which nobody can tell) restores again. MongoDB
     cannot be read here, so a MongoDB archive is restored every time. O(force=true) always restores.
+  - B(Point-in-time restore) (O(source=pgbackrest)) - the whole local cluster from its pgBackRest repository (role
+    C(pyfleet.server.pgbackrest)), to O(target_time) or to the end of the archived WAL (V(latest)). The live cluster
+    is untouched until the restored one is proven. Under the app's lock, C(pgbackrest info) must show a backup that
+    ended before the target, and the free space for a second data directory is checked (check mode stops here).
+    C(pgbackrest restore --pg1-path) then writes a NEW data directory C(<parent>/pyfleet-pitr-<timestamp>) beside
+    O(postgresql_data_dir) (C(--type=time --target=<target_time> --target-action=promote), or C(--type=default)),
+    started by C(pg_ctl) with a configuration of its own - no TCP, its own socket directory, a free port, and
+    C(archive_command=/bin/false) so that it archives nothing into the live stanza (C(archive_mode=on) keeps the
+    C(.ready) marks of its new timeline, pushed once it is live). Recovery must end (promotion), the restored
+    cluster must answer and hold every database of O(databases) (default - every database of the live cluster),
+    and O(verify_query), when given, must return a timestamp not newer than O(target_time). Any failure removes the
+    scratch cluster and leaves the live one untouched.
+  - Only then (stop the app first, C(playbooks/restore.yml) does) is O(postgresql_service) stopped, the live data
+    directory renamed to C(<data dir>.pre-<timestamp>) (kept; remove it by hand), the restored one renamed to
+    O(postgresql_data_dir) (pgBackRest's C(restore_command)/C(recovery_target*) lines taken out of its
+    C(postgresql.auto.conf)), and the service started with the live configuration; a start that fails puts the
+    previous data directory back and starts it. The cluster then archives its new timeline to the same stanza; run
+    C(pgbackrest check) and take a new full backup (C(playbooks/restore.yml) does both). Each run restores again
+    (a point in time has no fingerprint to compare with), unless O(once) and the marker in O(state_dir) says the
+    cluster was restored to this O(target_time) before.
 extends_documentation_fragment:
   - pyfleet.server.attributes
   - pyfleet.server.backup_sets
@@ -109,7 +129,10 @@ options:
     choices: [postgresql, redis, mongodb, files]
     default: []
   databases:
-    description: PostgreSQL databases to restore; default is every database in the set.
+    description:
+      - PostgreSQL databases to restore; default is every database in the set.
+      - With O(source=pgbackrest) (the whole cluster is restored), the databases the restored cluster must hold;
+        default is every database of the live cluster.
     type: list
     elements: str
     default: []
@@ -124,6 +147,8 @@ options:
       - Meant for re-runs of a recovery (C(playbooks/disaster-recovery.yml)), so that a rebuilt host that has
         served traffic since keeps what it has. Without it, a restore is idempotent only while the live data is
         still what the set restored. O(force) wins over it.
+      - With O(source=pgbackrest) - skip the restore when the marker says the cluster was restored to this
+        O(target_time) (or V(latest)) before. Without it, each point-in-time restore restores again.
     type: bool
     default: false
   keep_previous:
@@ -194,6 +219,49 @@ options:
         group only) and checked against the plain sha256 the manifest recorded before anything is loaded; the folder
         is removed when the module ends.
     type: str
+  source:
+    description:
+      - V(backup_set) restores a set of the C(pyfleet.server.backup) role (O(set), O(path)).
+      - V(pgbackrest) restores the whole local PostgreSQL cluster from its pgBackRest repository to O(target_time);
+        O(set), O(path), O(components) and the Redis, MongoDB and age options are refused with it.
+    type: str
+    choices: [backup_set, pgbackrest]
+    default: backup_set
+  stanza:
+    description: pgBackRest stanza of this cluster (C(pgbackrest_stanza)); needed by O(source=pgbackrest).
+    type: str
+  target_time:
+    description:
+      - With O(source=pgbackrest) - the time to restore to, ISO 8601 with a time zone (C(2026-11-27T10:45:00+00:00),
+        C(...Z)), not in the future and after the end of the oldest backup; or V(latest) (replay every archived WAL).
+      - Transactions committed at or before it are kept, later ones are not.
+    type: str
+    default: latest
+  verify_query:
+    description:
+      - With O(source=pgbackrest) - SQL run on the restored cluster (in O(verify_database)) returning one
+        C(timestamptz), e.g. C(SELECT max(created_at) FROM orders); it must not be newer than O(target_time)
+        (no rows - an empty result - passes). Its value is returned in RV(details).
+    type: str
+  verify_database:
+    description: Database O(verify_query) runs in; default is O(app).
+    type: str
+  recovery_timeout:
+    description: With O(source=pgbackrest) - seconds for the restored cluster to replay WAL and promote, and to start.
+    type: int
+    default: 1800
+  postgresql_version:
+    description: With O(source=pgbackrest) - major version of the cluster (C(/usr/lib/postgresql/<version>/bin)).
+    type: str
+    default: "15"
+  postgresql_data_dir:
+    description: With O(source=pgbackrest) - data directory of the live cluster (the one on O(postgresql_port)).
+    type: path
+    default: /var/lib/postgresql/15/main
+  postgresql_service:
+    description: With O(source=pgbackrest) - systemd unit of the live cluster.
+    type: str
+    default: postgresql@15-main
 notes:
   - Database-level settings (C(ALTER DATABASE ... SET)) and grants on the database itself are not part of a
     C(pg_dump) and are not carried over; the database owner is.
@@ -235,6 +303,20 @@ EXAMPLES = r"""
     path: /var/backups/pyfleet/fleetdemo/20250124T031500Z
     age_identity: "{{ vault_backup_age_identity }}"
     redis_password: "{{ redis_password }}"
+
+- name: Point-in-time restore of the cluster from pgBackRest, to just before a bad DELETE (stop the app first)
+  pyfleet.server.restore:
+    app: fleetdemo
+    source: pgbackrest
+    stanza: "{{ inventory_hostname }}"
+    target_time: "2026-11-27T10:44:59+00:00"
+    verify_query: SELECT max(created_at) FROM orders
+
+- name: Restore the cluster to the end of the archived WAL
+  pyfleet.server.restore:
+    app: fleetdemo
+    source: pgbackrest
+    stanza: "{{ inventory_hostname }}"
 """
 
 RETURN = r"""
@@ -242,15 +324,19 @@ id:
   description:
     - Id of the set, resolved once (V(latest) becomes the newest good set at that moment). A playbook passes it (or
       RV(path)) from its check-mode prediction to the real run, so both act on the same set.
+    - With O(source=pgbackrest), the target time restored to (UTC) or V(latest).
   returned: always
   type: str
   sample: 20250124T031500Z
 path:
-  description: Directory of the set resolved, see RV(id).
+  description: Directory of the set resolved, see RV(id); with O(source=pgbackrest), the live data directory.
   returned: always
   type: str
 set:
-  description: The set restored (id, path, created_at, size, components, manifest_sha256...).
+  description:
+    - The set restored (id, path, created_at, size, components, manifest_sha256...).
+    - V(null) with O(source=pgbackrest); RV(details) has C(pgbackrest/<stanza>) - the backup label, C(target_time),
+      the kept C(previous) data directory, C(timeline), C(verify) and C(verify_value).
   returned: always
   type: dict
 restored:
@@ -290,8 +376,11 @@ msg:
   sample: restored postgresql/fleetdemo, redis from 20250124T031500Z
 """
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pyfleet.server.plugins.module_utils.backup import RESTORABLE
+from ansible_collections.pyfleet.server.plugins.module_utils.backup import RESTORABLE, utcnow
+from ansible_collections.pyfleet.server.plugins.module_utils.pitr import PitrError, PitrRestorer
 from ansible_collections.pyfleet.server.plugins.module_utils.restore import RestoreError, RestoreOptions, Restorer
 
 
@@ -320,18 +409,62 @@ def argument_spec() -> dict:
         "redis_rdb_path": {"type": "path"},
         "mongodb_uri": {"type": "str", "no_log": True},
         "age_identity": {"type": "str", "no_log": True},
+        "source": {"type": "str", "choices": ["backup_set", "pgbackrest"], "default": "backup_set"},
+        "stanza": {"type": "str"},
+        "target_time": {"type": "str", "default": "latest"},
+        "verify_query": {"type": "str"},
+        "verify_database": {"type": "str"},
+        "recovery_timeout": {"type": "int", "default": 1800},
+        "postgresql_version": {"type": "str", "default": "15"},
+        "postgresql_data_dir": {"type": "path", "default": "/var/lib/postgresql/15/main"},
+        "postgresql_service": {"type": "str", "default": "postgresql@15-main"},
     }
+
+
+# Options that choose or shape a backup set: meaningless for source=pgbackrest (and the reverse).
+SET_ONLY = ("path", "components", "redis_password", "mongodb_uri", "age_identity")
+PITR_ONLY = ("stanza", "verify_query", "verify_database")
+
+
+def source_problems(params: dict) -> list[str]:
+    """Options given that the chosen source does not use: refused rather than silently ignored."""
+    if params["source"] == "pgbackrest":
+        wrong = [name for name in SET_ONLY if params.get(name)]
+        if params.get("set") not in (None, "latest"):
+            wrong.insert(0, "set")
+        if not params.get("stanza"):
+            return ["source=pgbackrest needs stanza (the database host's pgbackrest_stanza)"]
+        return [f"{name} is not used with source=pgbackrest (it restores the whole cluster to target_time)"
+                for name in wrong]
+    wrong = [name for name in PITR_ONLY if params.get(name)]
+    if params.get("target_time") not in (None, "latest"):
+        wrong.insert(0, "target_time")
+    return [f"{name} needs source=pgbackrest" for name in wrong]
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            mutually_exclusive=[("set", "path")])
+    problems = source_problems(module.params)
+    if problems:
+        module.fail_json(msg="; ".join(problems) + "; nothing was changed")
     opts = RestoreOptions.from_params(module.params)
     if opts.keep_previous < 0:
         module.fail_json(msg=f"keep_previous must be 0 or more, got {opts.keep_previous}")
 
     def run(argv, env=None):
         return module.run_command(argv, environ_update=env or {}, cwd="/")
+
+    if opts.source == "pgbackrest":
+        pitr = PitrRestorer(opts, run, check_mode=module.check_mode, warn=module.warn, clock=utcnow,
+                            sleep=time.sleep, monotonic=time.monotonic)
+        try:
+            result = pitr.execute()
+        except PitrError as exc:
+            module.fail_json(msg=str(exc), actions=pitr.actions, restored=[], details={})
+        if not module._diff:
+            result.pop("diff")
+        module.exit_json(**result)
 
     restorer = Restorer(opts, run, check_mode=module.check_mode, warn=module.warn)
     try:

@@ -60,3 +60,25 @@ def test_main_fails_naming_the_holder_of_the_apps_lock(tmp_path, capsys):
     assert "is held by pid" in out["msg"] and ": retention since " in out["msg"]
     assert out["msg"].endswith("; nothing was changed")
     assert out["id"] is None and out["restored"] == []
+
+
+@pytest.mark.parametrize(("args", "msg"), [
+    ({"source": "pgbackrest"}, "source=pgbackrest needs stanza (the database host's pgbackrest_stanza); nothing was"
+                               " changed"),
+    ({"source": "pgbackrest", "stanza": "app1", "set": "20250124T031500Z", "components": ["redis"]},
+     "set is not used with source=pgbackrest (it restores the whole cluster to target_time); components is not used"
+     " with source=pgbackrest (it restores the whole cluster to target_time); nothing was changed"),
+    ({"target_time": "2026-11-27T10:45:00Z"}, "target_time needs source=pgbackrest; nothing was changed"),
+    ({"verify_query": "SELECT 1"}, "verify_query needs source=pgbackrest; nothing was changed"),
+])
+def test_options_of_the_other_source_are_refused(capsys, args, msg):
+    code, out = run_main({"app": "fleetdemo", "_ansible_check_mode": True, **args}, capsys)
+    assert code == 1
+    assert out["msg"] == msg
+
+
+def test_a_bad_target_time_fails_the_module_before_anything_runs(tmp_path, capsys):
+    code, out = run_main({"app": "fleetdemo", "root": str(tmp_path), "source": "pgbackrest", "stanza": "app1",
+                          "target_time": "2026-11-27 10:45", "_ansible_check_mode": True}, capsys)
+    assert code == 1
+    assert out["msg"].startswith("target_time '2026-11-27 10:45' has no time zone") and out["actions"] == []

@@ -1,0 +1,302 @@
+"""Unit tests of plugins/module_utils/pitr.py: target_time, the command lines, backup choice, and the restore's
+order (scratch cluster proven before the swap; any failure before it leaves the live data directory untouched)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from ansible_collections.pyfleet.server.plugins.module_utils import pitr as p
+from ansible_collections.pyfleet.server.plugins.module_utils.restore import RestoreOptions
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
+STOP_1 = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.UTC).timestamp()
+STOP_2 = dt.datetime(2026, 11, 27, 11, 0, tzinfo=dt.UTC).timestamp()
+INFO = [{"name": "app1", "status": {"code": 0},
+         "backup": [{"label": "20261127-090000F", "type": "full", "error": False,
+                     "timestamp": {"start": STOP_1 - 60, "stop": STOP_1}, "info": {"size": 1000}},
+                    {"label": "20261127-110000F_20261127-110000D", "type": "diff", "error": False,
+                     "timestamp": {"start": STOP_2 - 60, "stop": STOP_2}, "info": {"size": 1000}},
+                    {"label": "broken", "type": "full", "error": True,
+                     "timestamp": {"start": STOP_2, "stop": STOP_2 + 10}}]}]
+
+
+# ---- target_time -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [None, "", "latest", " latest "])
+def test_latest_means_no_target(value):
+    assert p.parse_target_time(value, NOW) is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2026-11-27T10:45:00+00:00", dt.datetime(2026, 11, 27, 10, 45, tzinfo=dt.UTC)),
+    ("2026-11-27T10:45:00Z", dt.datetime(2026, 11, 27, 10, 45, tzinfo=dt.UTC)),
+    ("2026-11-27 11:45:00.250+01:00", dt.datetime(2026, 11, 27, 10, 45, 0, 250000, tzinfo=dt.UTC)),
+])
+def test_a_target_time_with_a_zone_becomes_utc(value, expected):
+    assert p.parse_target_time(value, NOW) == expected
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ("2026-11-27T10:45:00", "has no time zone"),
+    ("yesterday", "is not an ISO 8601 time"),
+    ("2026-13-01T00:00:00Z", "is not an ISO 8601 time"),
+    ("2026-11-27T12:00:01Z", "is in the future"),
+])
+def test_a_bad_target_time_is_refused_naming_the_option(value, why):
+    with pytest.raises(p.PitrError, match=rf"^target_time '{value}' {why}.*nothing was changed$"):
+        p.parse_target_time(value, NOW)
+
+
+def test_recovery_target_is_postgresqls_syntax_in_utc():
+    when = dt.datetime(2026, 11, 27, 11, 45, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert p.recovery_target(when) == "2026-11-27 10:45:00.123456+00"
+
+
+# ---- command lines ---------------------------------------------------------------------------------------------
+
+
+def test_restore_to_a_time_promotes_at_the_target_into_the_new_directory():
+    when = dt.datetime(2026, 11, 27, 10, 45, tzinfo=dt.UTC)
+    assert p.pgbackrest_restore_argv("app1", "/var/lib/postgresql/15/pyfleet-pitr-X", "20261127-090000F", when) == [
+        "runuser", "-u", "postgres", "--", "pgbackrest", "--stanza=app1",
+        "--pg1-path=/var/lib/postgresql/15/pyfleet-pitr-X", "--set=20261127-090000F", "--process-max=2",
+        "--log-level-console=warn", "--type=time", "--target=2026-11-27 10:45:00.000000+00",
+        "--target-action=promote", "restore"]
+
+
+def test_restore_to_latest_replays_every_archived_wal():
+    argv = p.pgbackrest_restore_argv("app1", "/x", "L", None)
+    assert "--type=default" in argv and not [a for a in argv if a.startswith("--target")]
+
+
+def test_the_scratch_cluster_archives_nothing_and_listens_on_no_tcp():
+    opts = p.scratch_options(5433, "/s.conf", "/s.conf/postgresql.conf",
+                             {"max_connections": "200", "shared_preload_libraries": "pg_stat_statements",
+                              "work_mem": "1GB"})
+    pairs = dict(opts[i + 1].split("=", 1) for i in range(0, len(opts), 2))
+    assert all(opts[i] == "-c" for i in range(0, len(opts), 2))
+    assert pairs["archive_command"] == "/bin/false" and pairs["archive_mode"] == "on"
+    assert pairs["listen_addresses"] == "" and pairs["port"] == "5433" and pairs["unix_socket_directories"] == "/s.conf"
+    assert pairs["max_connections"] == "200" and pairs["shared_preload_libraries"] == "pg_stat_statements"
+    assert "work_mem" not in pairs  # only what a hot standby and its extensions need
+
+
+def test_pg_ctl_options_are_quoted_for_its_shell():
+    argv = p.pg_ctl_argv("/bin15", "/d", "start", log="/l", options=["-c", "listen_addresses="], timeout=30)
+    assert argv[-3:] == ["-o", "-c listen_addresses=", "start"]
+    assert p.pg_ctl_argv("/bin15", "/d", "stop")[-3:] == ["-m", "fast", "stop"]
+
+
+def test_pgbackrests_recovery_lines_are_taken_out_and_the_rest_kept():
+    text = ("# Do not edit\nwork_mem = '8MB'\n\n# Recovery settings generated by pgBackRest restore on 2026-11-27\n"
+            "restore_command = 'pgbackrest --pg1-path=/x --stanza=app1 archive-get %f \"%p\"'\n"
+            "recovery_target_time = '2026-11-27 10:45:00+00'\nrecovery_target_action = 'promote'\n")
+    assert p.strip_recovery_settings(text) == "# Do not edit\nwork_mem = '8MB'\n\n"
+
+
+# ---- choosing the backup ---------------------------------------------------------------------------------------
+
+
+def test_the_newest_good_backup_that_ended_before_the_target_is_chosen():
+    info = p.parse_info(json.dumps(INFO), "app1")
+    assert p.choose_backup(info, None)["label"] == "20261127-110000F_20261127-110000D"
+    assert p.choose_backup(info, dt.datetime(2026, 11, 27, 10, tzinfo=dt.UTC))["label"] == "20261127-090000F"
+
+
+def test_a_target_before_the_oldest_backup_is_refused():
+    info = p.parse_info(json.dumps(INFO), "app1")
+    with pytest.raises(p.PitrError, match=r"is before the end of the oldest backup of stanza app1 \(20261127-090000F"):
+        p.choose_backup(info, dt.datetime(2026, 11, 27, 8, tzinfo=dt.UTC))
+
+
+def test_an_unknown_stanza_or_no_backup_is_refused():
+    with pytest.raises(p.PitrError, match="has no stanza other"):
+        p.parse_info(json.dumps(INFO), "other")
+    with pytest.raises(p.PitrError, match="no usable backup"):
+        p.choose_backup({"name": "app1", "backup": [INFO[0]["backup"][2]]}, None)
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("", True),
+    ("2026-11-27 10:44:59.9+00", True),
+    ("2026-11-27 10:45:00+00", True),
+    ("2026-11-27 10:45:00.000001+00", False),
+    ("2026-11-27 11:44:59+01", True),
+    ("2026-11-27 11:45:01+01", False),
+    ("2026-11-27 10:44:00", False),
+    ("42", False),
+])
+def test_verify_value_must_not_be_newer_than_the_target(value, ok):
+    assert p.verify_value_ok(value, dt.datetime(2026, 11, 27, 10, 45, tzinfo=dt.UTC))[0] is ok
+
+
+def test_free_port_skips_taken_ports():
+    assert p.free_port(5433, lambda port: port < 5436) == 5436
+    with pytest.raises(p.PitrError, match="no free port"):
+        p.free_port(5433, lambda port: True, tries=3)
+
+
+# ---- the restore's order, with a fake host ---------------------------------------------------------------------
+
+
+class FakeHost:
+    """Answers the commands of a point-in-time restore; records them. ``fail``: a command word that fails."""
+
+    def __init__(self, live: Path, fail: str = "", verify_value: str = "2026-11-27 10:44:00+00"):
+        self.live = live
+        self.fail = fail
+        self.verify_value = verify_value
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv, env=None):
+        self.calls.append(list(argv))
+        cmd = argv[4:] if argv[:2] == ["runuser", "-u"] else argv
+        line = " ".join(cmd)
+        if self.fail and self.fail in line:
+            return 1, "", f"{self.fail} failed"
+        if cmd[0] == "pgbackrest" and cmd[-1] == "info":
+            return 0, json.dumps(INFO), ""
+        if cmd[0] == "pgbackrest" and cmd[-1] == "restore":
+            scratch = Path(next(a for a in cmd if a.startswith("--pg1-path=")).split("=", 1)[1])
+            (scratch / "PG_VERSION").write_text("15\n")
+            (scratch / "postgresql.auto.conf").write_text(
+                "work_mem = '8MB'\n# Recovery settings generated by pgBackRest restore on x\n"
+                "restore_command = 'pgbackrest archive-get %f \"%p\"'\n")
+            return 0, "", ""
+        if cmd[0] == "psql":
+            sql = cmd[-1]
+            if sql == "SHOW data_directory":
+                return 0, f"{self.live}\n", ""
+            if sql.startswith("SELECT datname"):
+                return 0, "fleetdemo\npostgres\n", ""
+            if sql.startswith("SHOW"):
+                return 0, "100\n", ""
+            if sql == "SELECT pg_is_in_recovery()":
+                return 0, "f\n", ""
+            if sql.startswith("SELECT timeline_id"):
+                return 0, "2\n", ""
+            return 0, self.verify_value + "\n", ""
+        return 0, "", ""
+
+    def ran(self, word: str) -> list[str]:
+        return [" ".join(c) for c in self.calls if word in " ".join(c)]
+
+
+def restorer(tmp_path: Path, host: FakeHost, check_mode: bool = False, **kw) -> p.PitrRestorer:
+    live = tmp_path / "15" / "main"
+    opts = RestoreOptions(app="fleetdemo", root=str(tmp_path / "backups"), state_dir=str(tmp_path / "state"),
+                          source="pgbackrest", stanza="app1", target_time="2026-11-27T10:45:00+00:00",
+                          verify_query="SELECT max(at) FROM t", postgresql_os_user=getpass.getuser(),
+                          postgresql_data_dir=str(live), recovery_timeout=5)
+    opts = replace(opts, **kw)
+    return p.PitrRestorer(opts, host, check_mode=check_mode, warn=lambda m: None, clock=lambda: NOW,
+                          sleep=lambda s: None, monotonic=lambda: 0.0)
+
+
+@pytest.fixture
+def live(tmp_path):
+    path = tmp_path / "15" / "main"
+    path.mkdir(parents=True)
+    (path / "live-marker").write_text("live")
+    return path
+
+
+def listing(path: Path) -> list[str]:
+    return sorted(str(x.relative_to(path)) for x in path.rglob("*"))
+
+
+def test_check_mode_reports_the_plan_and_changes_nothing(tmp_path, live):
+    host = FakeHost(live)
+    before = listing(tmp_path)
+    result = restorer(tmp_path, host, check_mode=True).execute()
+    assert result["changed"] and result["msg"].startswith("would restore stanza app1 to 2026-11-27T10:45:00")
+    assert "from backup 20261127-090000F" in result["msg"]
+    assert listing(tmp_path) == before
+    assert not host.ran(" restore") and not host.ran("pg_ctl") and not host.ran("systemctl")
+
+
+def test_a_bad_target_is_refused_before_the_repository_is_read(tmp_path, live):
+    host = FakeHost(live)
+    with pytest.raises(p.PitrError, match="has no time zone"):
+        restorer(tmp_path, host, target_time="2026-11-27T10:45:00").execute()
+    assert host.calls == []
+
+
+def test_a_full_restore_proves_the_scratch_cluster_then_swaps_and_keeps_the_live_one(tmp_path, live):
+    host = FakeHost(live)
+    result = restorer(tmp_path, host).execute()
+    detail = result["details"]["pgbackrest/app1"]
+    assert result["changed"] and detail["timeline"] == "2" and detail["verify_value"] == "2026-11-27 10:44:00+00"
+    previous = Path(detail["previous"])
+    assert (previous / "live-marker").read_text() == "live"  # the old cluster is kept aside, whole
+    assert (live / "PG_VERSION").exists() and not (live / "live-marker").exists()
+    assert (live / "postgresql.auto.conf").read_text() == "work_mem = '8MB'\n"
+    assert not Path(detail["scratch"]).exists() and not Path(detail["scratch"] + ".conf").exists()
+    order = [c for c in (" ".join(x) for x in host.calls) if "pg_ctl" in c or "systemctl" in c]
+    # scratch up and down, then the swap
+    assert [o.split()[1] if o.startswith("systemctl") else o.split()[-1] for o in order] == [
+        "start", "stop", "stop", "start"]
+    assert "systemctl stop postgresql@15-main" in order[2]
+    start = next(c for c in host.ran("pg_ctl") if c.endswith(" start"))
+    assert "archive_command=/bin/false" in start and "listen_addresses=" in start
+
+
+@pytest.mark.parametrize(("fail", "why"), [
+    ("pgbackrest --stanza=app1 --pg1-path", "pgbackrest restore into the scratch directory failed"),
+    ("start", "starting the scratch cluster failed"),
+])
+def test_a_failure_before_the_swap_removes_the_scratch_cluster_and_leaves_the_live_one(tmp_path, live, fail, why):
+    host = FakeHost(live, fail=fail)
+    with pytest.raises(p.PitrError, match=why) as exc:
+        restorer(tmp_path, host).execute()
+    assert "the scratch cluster was removed, the live cluster was not touched" in str(exc.value)
+    assert listing(tmp_path) == ["15", "15/main", "15/main/live-marker"]
+    assert not host.ran("systemctl")
+
+
+def test_a_row_newer_than_the_target_refuses_the_restored_cluster(tmp_path, live):
+    host = FakeHost(live, verify_value="2026-11-27 10:46:00+00")
+    with pytest.raises(p.PitrError, match="newer than target_time"):
+        restorer(tmp_path, host).execute()
+    assert listing(tmp_path) == ["15", "15/main", "15/main/live-marker"]
+    assert not host.ran("systemctl")
+
+
+def test_a_restored_cluster_that_does_not_start_puts_the_previous_one_back(tmp_path, live):
+    host = FakeHost(live, fail="systemctl start")
+    with pytest.raises(p.PitrError, match="the previous data directory is back in .* but did not start") as exc:
+        restorer(tmp_path, host).execute()
+    assert (live / "live-marker").read_text() == "live"
+    assert "kept as" in str(exc.value) and ".failed" in str(exc.value)
+
+
+def test_a_live_cluster_that_does_not_stop_keeps_its_data_and_no_scratch_is_left(tmp_path, live):
+    host = FakeHost(live, fail="systemctl stop")
+    with pytest.raises(p.PitrError, match="the restored cluster was removed, the live data directory was not touched"):
+        restorer(tmp_path, host).execute()
+    assert listing(tmp_path) == ["15", "15/main", "15/main/live-marker"]
+
+
+def test_a_cluster_elsewhere_than_postgresql_data_dir_is_refused(tmp_path, live):
+    host = FakeHost(tmp_path / "elsewhere")
+    with pytest.raises(p.PitrError, match="not postgresql_data_dir"):
+        restorer(tmp_path, host).execute()
+
+
+def test_once_leaves_a_cluster_restored_to_the_same_target_alone(tmp_path, live):
+    restorer(tmp_path, FakeHost(live)).execute()
+    marker = json.loads((tmp_path / "state" / "fleetdemo.json").read_text())["pgbackrest/app1"]
+    assert marker["target_time"] == "2026-11-27T10:45:00.000000+00:00" and marker["timeline"] == "2"
+    host = FakeHost(live)
+    result = restorer(tmp_path, host, once=True).execute()
+    assert not result["changed"] and "once: nothing to do" in result["msg"] and host.calls == []
+    # another target, or without once, restores again
+    assert restorer(tmp_path, FakeHost(live), check_mode=True, once=True, target_time="2026-11-27T10:40:00Z",
+                    ).execute()["changed"]
+    assert restorer(tmp_path, FakeHost(live), check_mode=True).execute()["changed"]
