@@ -46,6 +46,7 @@ from ansible_collections.pyfleet.server.plugins.module_utils.backup import (
     human_size,
     quote_literal,
 )
+from ansible_collections.pyfleet.server.plugins.module_utils.restore import Host, Marker
 
 # The settings a hot standby needs at least as high as the primary's (PostgreSQL refuses to start recovery
 # otherwise), copied from the live cluster, and the libraries its extensions may need.
@@ -235,6 +236,8 @@ class PitrRestorer:
         self.data_dir = opts.postgresql_data_dir.rstrip("/")
         self.parent = os.path.dirname(self.data_dir)
         self.bindir = f"/usr/lib/postgresql/{opts.postgresql_version}/bin"
+        # <state_dir>/<app>.json, shared with the set restores; this restore's item is pgbackrest/<stanza>.
+        self.marker = Marker(opts, Host(run, warn=warn, clock=clock, sleep=sleep, monotonic=monotonic))
 
     def run(self, argv: list[str], what: str) -> str:
         rc, out, err = self.run_cmd(argv)
@@ -295,37 +298,10 @@ class PitrRestorer:
             if lock is not None:
                 lock.release()
 
-    # ---- the marker: <state_dir>/<app>.json, key pgbackrest/<stanza> (the format of restore.Marker) -------------
-    @property
-    def marker_path(self) -> str:
-        return os.path.join(self.opts.state_dir, f"{self.opts.app}.json")
-
-    def marker(self) -> dict[str, t.Any]:
-        try:
-            with open(self.marker_path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def write_marker(self, entry: dict[str, t.Any]) -> None:
-        data = self.marker()
-        data[f"pgbackrest/{self.opts.stanza}"] = entry
-        os.makedirs(self.opts.state_dir, mode=0o700, exist_ok=True)
-        tmp = self.marker_path + ".tmp"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.marker_path)
-
     def _execute(self) -> dict[str, t.Any]:
         key = f"pgbackrest/{self.opts.stanza}"
         wanted = parse_target_time(self.opts.target_time, self.clock())
-        done = self.marker().get(key) or {}
+        done = self.marker.entry(key)
         if self.opts.once and not self.opts.force and done.get("target_time") == (iso(wanted) if wanted else "latest"):
             # once: restored to this target before; what was written since stays (a recovery's re-run).
             return self.result(False, f"{key} was restored to {done['target_time']} before "
@@ -345,9 +321,9 @@ class PitrRestorer:
         details.update(verified)
         self.swap(plan)
         details["timeline"] = self.sql("SELECT timeline_id FROM pg_control_checkpoint()")
-        self.write_marker({"target_time": details["target_time"], "backup": backup["label"],
-                           "previous": plan["previous"], "timeline": details["timeline"],
-                           "restored_at": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")})
+        self.marker.write_entry(key, {"target_time": details["target_time"], "backup": backup["label"],
+                                      "previous": plan["previous"], "timeline": details["timeline"],
+                                      "restored_at": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")})
         return self.result(True, f"restored {summary}; {verified['verify']}", details)
 
     def result(self, changed: bool, msg: str, details: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -403,9 +403,14 @@ class Marker:
         return self.matches(key, info) and bool(fingerprint) and recorded == fingerprint
 
     def write(self, key: str, info: SetInfo, fingerprint: dict[str, t.Any] | None = None) -> None:
+        self.write_entry(key, {"set": info.id, "manifest_sha256": info.manifest_sha256, "path": info.path,
+                               "restored_at": self.host.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                               "fingerprint": fingerprint})
+
+    def write_entry(self, key: str, entry: dict[str, t.Any]) -> None:
+        """Sets ``key`` to ``entry``, keeping the other items; written to a private temporary file, then renamed."""
         data = self.read()
-        data[key] = {"set": info.id, "manifest_sha256": info.manifest_sha256, "path": info.path,
-                     "restored_at": self.host.clock().strftime("%Y-%m-%dT%H:%M:%SZ"), "fingerprint": fingerprint}
+        data[key] = entry
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         tmp = self.path + ".tmp"
         _unlink(tmp)
