@@ -18,21 +18,34 @@ RUN_FLAGS = run_flags()
 
 
 class ContainerHost:
-    """A running container plus an inventory that reuses the demo's group_vars."""
+    """A running container plus an inventory that reuses the demo's group_vars, reached over SSH as a sudo user with
+    a throw-away key, as users reach a server (molecule/shared/prepare-ssh.yml sets sshd up, as in every scenario)."""
 
     def __init__(self, tmp: Path, prefix: str = "pyfleet-it"):
         self.name = f"{prefix}-{uuid.uuid4().hex[:6]}"
         self.inventory = tmp / "inventory"
+        self.key = tmp / "ssh" / "id_ed25519"
 
     def start(self) -> ContainerHost:
         subprocess.run(run_argv(self.name), check=True, capture_output=True)
-        self.exec("systemctl is-system-running --wait || true; touch /root/.pyfleet-mark")
+        address = subprocess.run(
+            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", self.name],
+            capture_output=True, text=True, check=True).stdout.strip()
         self.inventory.mkdir(parents=True)
         (self.inventory / "group_vars").symlink_to(REPO / "inventories/demo/group_vars")
         (self.inventory / "hosts.yml").write_text(
-            f"pyfleet:\n  hosts:\n    {self.name}:\n      ansible_connection: community.docker.docker\n"
+            f"pyfleet:\n  hosts:\n    {self.name}:\n"
+            f"      ansible_connection: ssh\n      ansible_host: {address}\n"
+            f"      ansible_user: pyfleetop\n      ansible_become: true\n      ansible_become_method: sudo\n"
+            f"      ansible_ssh_private_key_file: {self.key}\n"
+            "      ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n"
             "      ansible_python_interpreter: /usr/bin/python3\n"
         )
+        prepared = self.playbook("molecule/shared/prepare-ssh.yml", "-e", f"ansible_ssh_private_key_file={self.key}")
+        if prepared.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"test host {self.name} not reachable over SSH\n{prepared.stdout[-4000:]}")
+        self.exec("touch /root/.pyfleet-mark")
         return self
 
     def stop(self) -> None:
@@ -45,7 +58,7 @@ class ContainerHost:
 
     def playbook(self, playbook: str, *args: str) -> subprocess.CompletedProcess:
         env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="false",
-                   ANSIBLE_NOCOLOR="1")
+                   ANSIBLE_NOCOLOR="1", MOLECULE_PROJECT_DIRECTORY=str(REPO))
         return subprocess.run(
             [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(REPO / playbook), *args],
             capture_output=True, text=True, env=env, cwd=REPO, check=False,

@@ -38,3 +38,15 @@ def test_host_names_and_addresses_are_unique(path):
     addresses = [n.get("ipv4_address") for p in platforms for n in p.get("networks", []) if n.get("ipv4_address")]
     assert len(set(names)) == len(names)
     assert len(set(addresses)) == len(addresses)
+
+
+def test_scenarios_run_side_by_side_on_networks_of_their_own():
+    """make test runs scenarios in parallel lanes: two scenarios on one network or subnet would collide."""
+    networks, subnets = {}, {}
+    for path in SCENARIOS:
+        for platform in yaml.safe_load(path.read_text())["platforms"]:
+            for net in platform.get("docker_networks", []):
+                assert networks.setdefault(net["name"], path.parent.name) == path.parent.name, net["name"]
+                for ipam in net.get("ipam_config", []):
+                    assert subnets.setdefault(ipam["subnet"], path.parent.name) == path.parent.name, ipam["subnet"]
+    assert len(subnets) >= 2, "fewer than two scenarios have networks: this test guards nothing"

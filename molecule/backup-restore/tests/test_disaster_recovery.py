@@ -9,14 +9,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 
-from helpers import APP, http_json, molecule_hosts, run_playbook
-
-REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "tests" / "integration"))
-from testhost import IMAGE, RUN_FLAGS  # noqa: E402
+from helpers import APP, http_json, molecule_hosts, replace_host_with_a_blank_one, run_playbook
 
 testinfra_hosts = molecule_hosts("pyfleet")
 ROWS = {f"dr-row-{i}": f"value {i} ✓" for i in range(25)}
@@ -34,14 +28,6 @@ def data(host) -> tuple[dict, dict]:
     rows = {row["name"]: row["value"] for row in http_json(host, "GET", "/api/items")[1]}
     keys = http_json(host, "GET", "/api/kv")[1]
     return rows, keys
-
-
-def replace_host_with_a_blank_one(name: str) -> None:
-    subprocess.run(["docker", "rm", "-f", name], check=True, capture_output=True)
-    subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", name, *RUN_FLAGS, IMAGE],
-                   check=True, capture_output=True)
-    subprocess.run(["docker", "exec", name, "systemctl", "is-system-running", "--wait"], check=False,
-                   capture_output=True)
 
 
 def test_lost_server_is_rebuilt_from_its_last_offsite_set(host, tmp_path):

@@ -1,7 +1,7 @@
 """No secret of the app on a command line, in sudo's log, the journal or `-vvv` output during a deploy (12 A.8).
 
-One deploy.yml -vvv as a non-root operator with sudo (as on most servers): the migration, the switch, the restart
-and the gate all run. Meanwhile a sampler on the host records every process's command line. The demo's secrets
+One deploy.yml -vvv over SSH as a non-root operator with sudo (as on most servers): the migration, the switch, the
+restart and the gate all run. Meanwhile a sampler on the host records every process's command line. The demo's secrets
 (SECRET_KEY and the PostgreSQL and Redis passwords, read from the env file on the host) must appear in none of
 them. Runs after test_release.py (file order), which left 1.0.1 live: it deploys the inventory's 1.0.0 again.
 """
@@ -60,7 +60,7 @@ def test_the_deploy_ran_through_sudo_with_a_migration(deploy):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     # the checks below can fail: -vvv output, the migration's command line sampled, sudo's log in the journal
-    assert "ESTABLISH DOCKER CONNECTION FOR USER: pyfleetop" in output
+    assert "ESTABLISH SSH CONNECTION FOR USER: pyfleetop" in output
     assert "TASK [pyfleet.server.app : Run the database migrations" in output
     assert re.search(rf"/releases/1\.0\.0/venv/bin/{APP}-admin migrate", samples), "no sample during the migration"
     assert re.search(rf"{OPERATOR} : .*USER=root ; COMMAND=", journal), "sudo's log is not in the journal"

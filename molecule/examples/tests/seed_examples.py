@@ -22,7 +22,9 @@ def example_vars(example: str) -> dict:
 
 
 def host(example: str):
-    return testinfra.get_host(f"docker://{CONVERGED[example]}")
+    """The example's host as the scenario's inventory reaches it (SSH, sudo)."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return testinfra.get_host(f"ansible://{CONVERGED[example]}?ansible_inventory={inventory}")
 
 
 def run_example(example: str, playbook: str, *args: str, override: Path | None = None,

@@ -81,3 +81,33 @@ def changed_tasks(output: str) -> list[str]:
         elif line.startswith("changed:") and task and (not names or names[-1] != task):
             names.append(task)
     return names
+
+
+def drop_ssh_connections(address: str) -> None:
+    """Ends the controller's SSH connections to an address (Ansible's and testinfra's reused masters): a host
+    replaced behind the same address must be reached afresh, not through a master of the old one."""
+    out = subprocess.run(["ss", "-Htnp", "dst", address, "dport", "=", ":22"], capture_output=True, text=True,
+                         check=True).stdout
+    for pid in sorted(set(re.findall(r"pid=(\d+)", out))):
+        subprocess.run(["kill", pid], check=False, capture_output=True)
+
+
+def replace_host_with_a_blank_one(name: str) -> None:
+    """The host's container is removed and a blank one of the same name takes its place, on the same Docker network
+    and address, with the test host's run flags; then it is made reachable over SSH as the scenario's prepare step
+    did (molecule/shared/prepare-ssh.yml), so the inventory reaches it unchanged."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    from testhost import IMAGE, RUN_FLAGS  # noqa: PLC0415
+
+    inspect = subprocess.run(
+        ["docker", "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}}{{end}}",
+         name], capture_output=True, text=True, check=True).stdout.split()
+    network, address = inspect[0], inspect[1]
+    drop_ssh_connections(address)
+    subprocess.run(["docker", "rm", "-f", name], check=True, capture_output=True)
+    subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", name, "--network", network, "--ip", address,
+                    *RUN_FLAGS, IMAGE], check=True, capture_output=True)
+    variables = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_variables(name)
+    result = run_playbook("molecule/shared/prepare-ssh.yml", "--limit", f"{name},localhost", "-e",
+                          f"ansible_ssh_private_key_file={variables['ansible_ssh_private_key_file']}")
+    assert result.returncode == 0, f"the blank host is not reachable over SSH\n{result.stdout[-4000:]}"
