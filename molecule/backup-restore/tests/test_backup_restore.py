@@ -163,6 +163,8 @@ def test_restore_brings_back_exactly_the_backed_up_data(host):
 
 
 def _copy_set(host, name: str) -> str:
+    # Bad sets carry ids in the future: retention keeps a damaged set while it is young, and a scheduled backup run
+    # may prune between the copy and the restore (an id of 2000 was old, and went).
     path = f"{ROOT}/{name}"
     host.check_output(f"rm -rf {path} && cp -a {ROOT}/{STATE['set']} {path}")
     _edit_manifest(host, path, f"m[\"id\"]=\"{name}\"")
@@ -177,7 +179,7 @@ def _edit_manifest(host, path: str, script: str) -> None:
 
 
 def _truncated(host):
-    path = _copy_set(host, "20000101T000001Z")
+    path = _copy_set(host, "20991231T000001Z")
     host.check_output(f"truncate -s 1500 {path}/postgresql/fleetdemo.dump")
     return path
 
@@ -185,7 +187,7 @@ def _truncated(host):
 def _truncated_consistent(host):
     # The dump was cut short when it was written and the manifest describes the short file: the checksums pass and
     # its table of contents is intact (pg_restore -l passes), so the scratch load must catch it.
-    path = _copy_set(host, "20000101T000006Z")
+    path = _copy_set(host, "20991231T000006Z")
     host.check_output(f"truncate -s -200 {path}/postgresql/fleetdemo.dump")
     _edit_manifest(host, path, "f=m[\"files\"][\"postgresql/fleetdemo.dump\"]; d=p+\"/postgresql/fleetdemo.dump\"; "
                    "f[\"size\"]=os.path.getsize(d); f[\"sha256\"]=hashlib.sha256(open(d,\"rb\").read()).hexdigest()")
@@ -194,7 +196,7 @@ def _truncated_consistent(host):
 
 def _toc_cut(host):
     # Cut inside the table of contents, manifest consistent: pg_restore -l refuses it before anything starts.
-    path = _copy_set(host, "20000101T000007Z")
+    path = _copy_set(host, "20991231T000007Z")
     host.check_output(f"truncate -s 1500 {path}/postgresql/fleetdemo.dump")
     _edit_manifest(host, path, "f=m[\"files\"][\"postgresql/fleetdemo.dump\"]; d=p+\"/postgresql/fleetdemo.dump\"; "
                    "f[\"size\"]=os.path.getsize(d); f[\"sha256\"]=hashlib.sha256(open(d,\"rb\").read()).hexdigest()")
@@ -202,25 +204,25 @@ def _toc_cut(host):
 
 
 def _checksum(host):
-    path = _copy_set(host, "20000101T000002Z")
+    path = _copy_set(host, "20991231T000002Z")
     host.check_output(f"printf 'X' | dd of={path}/redis/dump.rdb bs=1 seek=20 conv=notrunc status=none")
     return path
 
 
 def _no_manifest(host):
-    path = _copy_set(host, "20000101T000003Z")
+    path = _copy_set(host, "20991231T000003Z")
     host.check_output(f"rm {path}/manifest.json")
     return path
 
 
 def _other_app(host):
-    path = _copy_set(host, "20000101T000004Z")
+    path = _copy_set(host, "20991231T000004Z")
     _edit_manifest(host, path, "m[\"app\"]=\"otherapp\"")
     return path
 
 
 def _counts_differ(host):
-    path = _copy_set(host, "20000101T000005Z")
+    path = _copy_set(host, "20991231T000005Z")
     _edit_manifest(host, path, "m[\"components\"][\"postgresql\"][\"databases\"][\"fleetdemo\"][\"tables\"]"
                    "[\"public.items\"]=99")
     return path
@@ -231,15 +233,15 @@ BAD_CASES = {
                                    r"\(truncated or replaced\)"),
     "truncated-dump-consistent-manifest": (
         _truncated_consistent,
-        r"pg_restore into the scratch database fleetdemo__restore_20000101t000006z failed \(rc=1\); "
+        r"pg_restore into the scratch database fleetdemo__restore_20991231t000006z failed \(rc=1\); "
         r"the live database fleetdemo was not touched"),
     "dump-cut-in-its-table-of-contents": (
-        _toc_cut, r"postgresql/fleetdemo\.dump of 20000101T000007Z is not a readable dump, nothing was changed: "
+        _toc_cut, r"postgresql/fleetdemo\.dump of 20991231T000007Z is not a readable dump, nothing was changed: "
                   r"pg_restore -l failed \(rc=1\)"),
     "checksum-mismatch": (_checksum, r"redis/dump\.rdb: sha256 [0-9a-f]{16}… does not match the manifest"),
     "missing-manifest": (_no_manifest, r"refused, nothing was changed: manifest\.json is missing"),
     "set-of-another-app": (_other_app, r"set belongs to app 'otherapp', not 'fleetdemo'"),
-    "row-counts-differ": (_counts_differ, r"does not match the manifest of 20000101T000005Z \(public\.items: "
+    "row-counts-differ": (_counts_differ, r"does not match the manifest of 20991231T000005Z \(public\.items: "
                                           r"\d+ rows, the manifest says 99\); the live database fleetdemo was not "
                                           r"touched"),
 }

@@ -6,14 +6,18 @@ must fetch as the connecting user from a private staging copy instead, and leave
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import stat
+from pathlib import Path
 
 import pytest
 from helpers import APP, run_playbook
 
 OPERATOR = "pyfleetop"
+# Read before prepare-ssh.yml's pyfleet-test.conf (sshd takes the first value it reads).
+ROOT_LOGIN = "/etc/ssh/sshd_config.d/00-pyfleet-test-root.conf"
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +30,18 @@ def operator(host):
     result = run_playbook("playbooks/backup.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     return OPERATOR
+
+
+@contextlib.contextmanager
+def root_login(host):
+    """SSH as root with the scenario's key for a while (its sshd refuses root otherwise: prepare-ssh.yml)."""
+    public_key = Path(host.ansible.get_variables()["ansible_ssh_private_key_file"] + ".pub").read_text().strip()
+    host.check_output(f"install -d -m 0700 /root/.ssh && printf '%s\\n' '{public_key}' > /root/.ssh/authorized_keys && "
+                      f"printf 'PermitRootLogin prohibit-password\\n' > {ROOT_LOGIN} && systemctl reload ssh")
+    try:
+        yield
+    finally:
+        host.check_output(f"rm -f {ROOT_LOGIN} /root/.ssh/authorized_keys && systemctl reload ssh")
 
 
 def host_set_checksums(host, set_path: str) -> dict[str, str]:
@@ -47,14 +63,12 @@ def fetched(tmp_path, host) -> tuple[str, dict[str, str]]:
 
 @pytest.mark.parametrize("connect_as", ["root", OPERATOR])
 def test_fetch_streams_a_private_copy(host, operator, tmp_path, connect_as):
-    extra = ["-e", f"pyfleet_offsite_dir={tmp_path / 'offsite'}", "-vvv"]
+    extra = ["-e", f"pyfleet_offsite_dir={tmp_path / 'offsite'}", "-vvv", "-e", f"ansible_user={connect_as}"]
     if connect_as == "root":
-        # The scenario's sshd refuses root: root connects through Docker, the transport of an SSH login as root.
-        extra += ["-e", "ansible_connection=community.docker.docker", "-e",
-                  f"ansible_host={host.backend.get_hostname()}", "-e", "ansible_user=root"]
+        with root_login(host):
+            result = run_playbook("playbooks/fetch-backup.yml", *extra)
     else:
-        extra += ["-e", f"ansible_user={connect_as}"]
-    result = run_playbook("playbooks/fetch-backup.yml", *extra)
+        result = run_playbook("playbooks/fetch-backup.yml", *extra)
     assert result.returncode == 0, result.stdout[-4000:]
 
     set_id, sums = fetched(tmp_path, host)
