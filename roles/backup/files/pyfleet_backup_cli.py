@@ -10,6 +10,7 @@
     pyfleet-backup --config /etc/pyfleet/backup/<app>.json --offsite-only [--json]      (copy what is missing)
     pyfleet-backup --config /etc/pyfleet/backup/<app>.json --offsite-init [--dry-run] --json
     pyfleet-backup --config /etc/pyfleet/backup/<app>.json --offsite-restore ID|latest [--dry-run] --json
+    pyfleet-backup --config /etc/pyfleet/backup/<app>.json --offsite-probe-password --json  < password
 
 Installed as /usr/local/sbin/pyfleet-backup and run by the timers' oneshot services
 (pyfleet-backup-<app>-<schedule>.service) and by playbooks/backup.yml. The logic lives in
@@ -248,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offsite-init", action="store_true", help="create the off-site repository if missing")
     parser.add_argument("--offsite-restore", metavar="SET", help="fetch set SET (or latest) back from the off-site "
                         "repository into the backup root, verified")
+    parser.add_argument("--offsite-probe-password", action="store_true",
+                        help="read a password on stdin and say (JSON) whether it opens the off-site repository")
     parser.add_argument("--dry-run", action="store_true", help="with --offsite-init/--offsite-restore: say only")
     args = parser.parse_args(argv)
     os.environ["PATH"] = SAFE_PATH  # for the commands run and shutil.which (redis-check-rdb)
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     wait_timeout = args.wait_timeout
     if wait_timeout is None:
         wait_timeout = float(config.get("lock_wait_timeout", DEFAULT_WAIT_TIMEOUT))
-    if args.offsite_init or args.offsite_restore or args.offsite_only:
+    if args.offsite_init or args.offsite_restore or args.offsite_only or args.offsite_probe_password:
         return offsite_main(args, config, log, wait_timeout)
 
     def failed(message: str, detail: str | None = None) -> None:
@@ -306,7 +309,9 @@ def offsite_main(args: argparse.Namespace, config: dict, log: Log, wait_timeout:
             raise offsite_lib.OffsiteError(f"off-site copies are not configured for {config['app']} "
                                            "(backup_offsite_enabled)")
         offsite = offsite_lib.Offsite(config, SubprocessRunner(), lib, log=log.info)
-        if args.offsite_init:
+        if args.offsite_probe_password:
+            result = offsite.probe_password(sys.stdin.readline())
+        elif args.offsite_init:
             result = offsite.init(dry_run=args.dry_run)
         elif args.offsite_restore:
             result = offsite.restore(args.offsite_restore, lock_timeout=wait_timeout, dry_run=args.dry_run)

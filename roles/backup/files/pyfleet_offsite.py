@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import typing as t
 
 APP_TAG = "pyfleet-app:"
@@ -26,6 +27,7 @@ SET_TAG = "pyfleet-set:"
 # restic's messages when the repository is not there yet (`restic cat config`).
 MISSING_REPO_RE = re.compile(r"Is there a repository at the following location|config file does not exist|"
                              r"does not exist", re.IGNORECASE)
+WRONG_PASSWORD_RE = re.compile(r"wrong password|no key found", re.IGNORECASE)
 SUBSET_RE = re.compile(r"^([1-9][0-9]*/[1-9][0-9]*|(100|[1-9][0-9]?)(\.[0-9]+)?%)$")
 KEEP_KEYS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 
@@ -162,6 +164,17 @@ def parse_json_lines(text: str) -> list[dict[str, t.Any]]:
     return items
 
 
+def pending_sets(sets: list[t.Any], in_repo: t.Iterable[str]) -> list[t.Any]:
+    """The good sets to copy, oldest first: those newer than the newest set the repository holds (sets written
+    while the backup host was away included); into an empty repository the newest good set only. Older sets are
+    never copied again, so a copy retention has forgotten does not come back."""
+    good = sorted((s for s in sets if s.good), key=lambda s: s.id)
+    newest = max(in_repo, default=None)
+    if newest is None:
+        return good[-1:]
+    return [s for s in good if s.id > newest]
+
+
 def _tail(text: str, size: int = 1500) -> str:
     text = (text or "").strip()
     return text[-size:]
@@ -206,6 +219,29 @@ class Offsite:
             self._restic("init", what=f"creating the off-site repository {self.offsite['repository']}")
             self.log(f"off-site: created the restic repository {self.offsite['repository']}")
         return {"changed": True, "repository": self.offsite["repository"]}
+
+    def probe_password(self, password: str) -> dict[str, t.Any]:
+        """Does ``password`` open the repository? ``opens`` true/false, or null with ``reason`` when the
+        repository is missing or cannot be reached (nothing to compare with). The password goes to restic in a
+        private file removed at once, never in argv or the environment."""
+        fd, path = tempfile.mkstemp(prefix=".pyfleet-offsite-probe-", dir=os.path.dirname(
+            self.offsite["password_file"]) or None)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(password.rstrip("\r\n") + "\n")
+            env = dict(self.env, RESTIC_PASSWORD_FILE=path)
+            rc, out, err = self.runner.run(restic_argv(self.offsite, "cat", "config"), env=env)
+        finally:
+            os.unlink(path)
+        text = err or out
+        if rc == 0:
+            return {"opens": True}
+        if WRONG_PASSWORD_RE.search(text):
+            return {"opens": False, "reason": _tail(text, 300)}
+        if MISSING_REPO_RE.search(text):
+            return {"opens": None, "reason": "the repository does not exist yet"}
+        return {"opens": None, "reason": f"the repository could not be read (rc={rc}): {_tail(text, 300)}"}
 
     def snapshots(self) -> list[dict[str, t.Any]]:
         out = self._restic("snapshots", "--json", "--tag", app_tag(self.app),
@@ -253,7 +289,7 @@ class Offsite:
                               purpose="off-site copy", log=self.log):
             in_repo = self.copied()
             sets = self.lib.list_sets(self.app_dir, app=self.app, checksums=False, include_incomplete=False)
-            pending = [s for s in sorted(sets, key=lambda s: s.id) if s.good and s.id not in in_repo]
+            pending = pending_sets(sets, in_repo)
             for quick in pending:
                 info = self.lib.check_set(quick.path, app=self.app, checksums=True)
                 if not info.good:
@@ -313,24 +349,22 @@ class Offsite:
         root = self.config.get("root", "/var/backups/pyfleet")
         os.makedirs(self.app_dir, mode=0o751, exist_ok=True)
         with self.lib.AppLock(root, self.app, lock_timeout, purpose="off-site restore", log=self.log):
-            staging = os.path.join(self.app_dir, self.lib.TMP_PREFIX + set_id)
+            # Staged under a temporary name of the app's directory (same filesystem; a crashed fetch is removed by
+            # the next backup run like any .tmp-*): restic writes the set at its full path below it.
+            staging = os.path.join(self.app_dir, f"{self.lib.TMP_PREFIX}offsite-{set_id}")
             if os.path.lexists(staging):
                 shutil.rmtree(staging)
-            os.mkdir(staging, 0o751)
+            os.mkdir(staging, 0o700)
             try:
-                self._restic("restore", f"{snapshot['id']}:{source}", "--target", staging,
+                self._restic("restore", str(snapshot["id"]), "--target", staging, "--include", source,
                              what=f"fetching set {set_id} back from the backup host")
-                os.chmod(staging, 0o751)
-                info = self.lib.check_set(staging, app=self.app, checksums=True)
-                problems = [p for p in info.problems if not p.startswith("incomplete")]
-                if (info.manifest or {}).get("id") != set_id:
-                    problems.append(f"its manifest is not that of set {set_id}")
-                if info.verified is not True or problems:
-                    raise OffsiteError(f"set {set_id} fetched back does not verify: {'; '.join(problems)}; "
+                inner = os.path.join(staging, source.lstrip("/"))
+                info = self.lib.check_set(inner, app=self.app, checksums=True)
+                if not info.good:
+                    raise OffsiteError(f"set {set_id} fetched back does not verify: {'; '.join(info.problems)}; "
                                        "nothing was kept")
-                os.rename(staging, final)
-            except BaseException:
+                os.rename(inner, final)
+            finally:
                 shutil.rmtree(staging, ignore_errors=True)
-                raise
         self.log(f"off-site: set {set_id} fetched back into {final} and verified")
         return result
