@@ -222,7 +222,10 @@ def test_a_failed_copy_fails_the_unit_and_keeps_the_set(host, config, copied_set
     before = set(local_sets(host, config))
     host.check_output(f"cp -p {known} {known}.test-saved")
     try:
-        host.check_output(f"sed -i 's/ssh-ed25519 .*/ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPfoOfoOfoOfoOfoOfoOfoOfoOfoOfoOfoOfoOfoOfoO/' {known}")
+        host.check_output("rm -f /var/tmp/pfo-wrong* && ssh-keygen -q -t ed25519 -N '' -f /var/tmp/pfo-wrong")
+        wrong = " ".join(host.file("/var/tmp/pfo-wrong.pub").content_string.split()[:2])
+        alias = host.file(known).content_string.split()[0]
+        host.check_output(f"echo {shlex.quote(alias + ' ' + wrong)} > {known}")
         result = run_unit(host, unit)
         assert result.rc != 0
         assert host.run(f"systemctl is-failed {unit}").stdout.strip() == "failed"
@@ -232,9 +235,6 @@ def test_a_failed_copy_fails_the_unit_and_keeps_the_set(host, config, copied_set
         assert f"FAILED: {unit}" in hook, hook
         new = sorted(set(local_sets(host, config)) - before)
         assert len(new) == 1, new
-        info = host.check_output(f"{PROGRAM} --config {config['_path']} --publish-metrics 2>&1; echo ok")
-        assert "ok" in info
-        assert new[0] not in snapshots(host, config) or True  # cannot ask while the host key is wrong
     finally:
         host.check_output(f"mv {known}.test-saved {known}")
     host.run(f"systemctl reset-failed {unit}")

@@ -47,7 +47,6 @@ sys.path.insert(0, os.environ.get("PYFLEET_LIB", "/usr/local/lib/pyfleet"))
 import pyfleet_backup as lib  # noqa: E402
 import pyfleet_offsite as offsite_lib  # noqa: E402
 
-
 # cron ran /etc/cron.d jobs with PATH=/usr/bin:/bin, where runuser (/usr/sbin) is missing: every scheduled
 # PostgreSQL backup failed with "runuser: command not found". systemd's PATH has /usr/sbin; the program still sets
 # its own PATH, whoever starts it (root: nothing inherited).

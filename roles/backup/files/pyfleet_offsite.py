@@ -102,7 +102,7 @@ def restic_time(created_at: str | None) -> str | None:
     """The set's creation time as restic's --time wants it (UTC, 'YYYY-MM-DD HH:MM:SS')."""
     if not created_at:
         return None
-    moment = _dt.datetime.fromisoformat(created_at.replace("Z", "+00:00")).astimezone(_dt.timezone.utc)
+    moment = _dt.datetime.fromisoformat(created_at.replace("Z", "+00:00")).astimezone(_dt.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -330,7 +330,8 @@ class Offsite:
             raise OffsiteError(f"the off-site repository holds no set of {self.app}")
         set_id = max(in_repo) if selector == "latest" else selector
         if set_id not in in_repo:
-            raise OffsiteError(f"set {set_id} is not in the off-site repository (it holds {', '.join(sorted(in_repo))})")
+            raise OffsiteError(f"set {set_id} is not in the off-site repository "
+                               f"(it holds {', '.join(sorted(in_repo))})")
         snapshot = in_repo[set_id]
         source = next((p for p in snapshot.get("paths") or [] if p.rstrip("/").endswith("/" + set_id)), None)
         if not source:
