@@ -74,6 +74,8 @@ def environment(offsite: dict[str, t.Any]) -> dict[str, str]:
         "RESTIC_PASSWORD_FILE": offsite["password_file"],
         "RESTIC_CACHE_DIR": offsite["cache_dir"],
         "HOME": offsite["cache_dir"],
+        # restic reads --time in the local zone: the set's UTC time stays UTC.
+        "TZ": "UTC",
     }
 
 
@@ -287,6 +289,8 @@ class Offsite:
         copied_now: list[str] = []
         with self.lib.AppLock(self.config.get("root", "/var/backups/pyfleet"), self.app, lock_timeout,
                               purpose="off-site copy", log=self.log):
+            # Locks a killed run left behind would stop `forget --prune`; `unlock` removes stale ones only.
+            self._restic("unlock", what="removing stale locks of the off-site repository")
             in_repo = self.copied()
             sets = self.lib.list_sets(self.app_dir, app=self.app, checksums=False, include_incomplete=False)
             pending = pending_sets(sets, in_repo)

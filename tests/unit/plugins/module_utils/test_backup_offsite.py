@@ -90,7 +90,7 @@ class FakeRestic:
             ordered = sorted(self.snapshots, key=lambda s: s["time"])
             removed, self.snapshots = ordered[:-keep], ordered[-keep:]
             return 0, json.dumps([{"keep": self.snapshots, "remove": removed}]), ""
-        if command in ("check", "init", "cat"):
+        if command in ("check", "init", "cat", "unlock"):
             return 0, "no errors were found", ""
         if command == "restore":
             target = argv[argv.index("--target") + 1]
@@ -113,14 +113,14 @@ def test_restic_gets_the_password_file_never_the_password(tmp_path):
         assert argv[:3] == ["restic", "-o", "sftp.command=ssh -F /etc/pyfleet/backup/offsite/ssh_config "
                                              "pyfleet-offsite -s sftp"]
     commands = [argv[3] for argv, _ in fake.calls]
-    assert commands == ["snapshots", "backup", "ls", "forget", "check"]
-    backup = fake.calls[1][0]
+    assert commands == ["unlock", "snapshots", "backup", "ls", "forget", "check"]
+    backup = fake.calls[2][0]
     assert backup[backup.index("--time") + 1] == "2026-11-27 01:00:00"
     assert backup[backup.index("--host") + 1] == "app1"
-    forget = fake.calls[3][0]
+    forget = fake.calls[4][0]
     assert forget[forget.index("--group-by") + 1] == "host"
     assert "--keep-daily" in forget and "--keep-hourly" not in forget
-    assert fake.calls[4][0][-1] == "--read-data-subset=10%"
+    assert fake.calls[5][0][-1] == "--read-data-subset=10%"
 
 
 def test_an_empty_repository_gets_the_newest_set_then_every_newer_one(tmp_path):
