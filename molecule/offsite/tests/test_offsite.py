@@ -91,7 +91,7 @@ def attempt(host, command: str) -> tuple[int, str]:
     """Run a command that may end with ssh's own 255 (testinfra takes that for a lost connection): its exit code and
     its output (stdout and stderr)."""
     out = host.run(f"{{ {command} ; }} 2>&1; echo \"exit=$?\"").stdout
-    body, _, code = out.rstrip("\n").rpartition("exit=")
+    body, _sep, code = out.rstrip("\n").rpartition("exit=")
     return int(code), body
 
 
@@ -264,7 +264,7 @@ def test_a_failed_copy_fails_the_unit_and_keeps_the_set(host, config, copied_set
 
 def test_retention_forgets_the_oldest_copies(host, config):
     """backup_offsite_keep_last: 2 in this scenario (the other tiers 0): after more runs, the two newest copies."""
-    for _ in range(2):
+    for _run in range(2):
         result = host.run(f"{PROGRAM} --config {config['_path']} --components postgresql --json")
         assert result.rc == 0, result.stderr
     copied = snapshots(host, config)

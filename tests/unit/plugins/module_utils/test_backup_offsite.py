@@ -110,9 +110,9 @@ def test_restic_gets_the_password_file_never_the_password(tmp_path):
         assert PASSWORD not in " ".join(argv)
         assert PASSWORD not in json.dumps(env)
         assert env["RESTIC_PASSWORD_FILE"] == cfg["offsite"]["password_file"]
-        assert argv[:3] == ["restic", "-o", "sftp.command=ssh -F /etc/pyfleet/backup/offsite/ssh_config "
-                                             "pyfleet-offsite -s sftp"]
-    commands = [argv[3] for argv, _ in fake.calls]
+        sftp = "sftp.command=ssh -F /etc/pyfleet/backup/offsite/ssh_config pyfleet-offsite -s sftp"
+        assert argv[:3] == ["restic", "-o", sftp]
+    commands = [argv[3] for argv, _env in fake.calls]
     assert commands == ["unlock", "snapshots", "backup", "ls", "forget", "check"]
     backup = fake.calls[2][0]
     assert backup[backup.index("--time") + 1] == "2026-11-27 01:00:00"
@@ -155,7 +155,7 @@ def test_a_damaged_set_is_not_copied(tmp_path):
     (path / "postgresql" / "fleetdemo.dump").write_bytes(b"DUMP")  # same size, other bytes
     fake = FakeRestic()
     assert off.Offsite(cfg, fake, lib).sync(1)["copied"] == []
-    assert "backup" not in [argv[3] for argv, _ in fake.calls]
+    assert "backup" not in [argv[3] for argv, _env in fake.calls]
 
 
 @pytest.mark.parametrize("command", ["backup", "forget", "check"])
@@ -206,13 +206,14 @@ def test_good_subsets(tmp_path, subset):
 
 def test_init_creates_a_missing_repository_only(tmp_path):
     cfg = config(tmp_path)
-    missing = FakeRestic(fail={"cat": (1, "", "Fatal: unable to open config file: Stat: file does not exist\n"
-                                             "Is there a repository at the following location?")})
-    assert off.Offsite(cfg, missing, lib).init(dry_run=True) == {"changed": True, "repository": cfg["offsite"][
-        "repository"]}
-    assert "init" not in [argv[3] for argv, _ in missing.calls]
+    message = ("Fatal: unable to open config file: Stat: file does not exist\n"
+               "Is there a repository at the following location?")
+    missing = FakeRestic(fail={"cat": (1, "", message)})
+    repository = cfg["offsite"]["repository"]
+    assert off.Offsite(cfg, missing, lib).init(dry_run=True) == {"changed": True, "repository": repository}
+    assert "init" not in [argv[3] for argv, _env in missing.calls]
     assert off.Offsite(cfg, missing, lib).init()["changed"] is True
-    assert "init" in [argv[3] for argv, _ in missing.calls]
+    assert "init" in [argv[3] for argv, _env in missing.calls]
     assert off.Offsite(cfg, FakeRestic(), lib).init()["changed"] is False
     unreachable = FakeRestic(fail={"cat": (1, "", "ssh: connect to host 10.0.0.9 port 22: No route to host")})
     with pytest.raises(off.OffsiteError, match="No route to host"):
