@@ -7,6 +7,10 @@
                    [--wait-timeout SECONDS] [--quiet]
     pyfleet-backup --on-failure pyfleet-backup-<app>-<schedule>.service     (the OnFailure= hook)
     pyfleet-backup --config /etc/pyfleet/backup/<app>.json --publish-metrics
+    pyfleet-backup --config /etc/pyfleet/backup/<app>.json --offsite-only [--json]      (copy what is missing)
+    pyfleet-backup --config /etc/pyfleet/backup/<app>.json --offsite-init [--dry-run] --json
+    pyfleet-backup --config /etc/pyfleet/backup/<app>.json --offsite-restore ID|latest [--dry-run] --json
+    pyfleet-backup --config /etc/pyfleet/backup/<app>.json --offsite-probe-password --json  < password
 
 Installed as /usr/local/sbin/pyfleet-backup and run by the timers' oneshot services
 (pyfleet-backup-<app>-<schedule>.service) and by playbooks/backup.yml. The logic lives in
@@ -18,7 +22,11 @@ waits for it (--wait-timeout, default an hour: a database job or a restore may t
 the lock is still taken after that it fails with exit 75, naming the holder. It never skips silently.
 After every run, good or failed, it rewrites node_exporter's textfile <metrics_dir>/pyfleet-backup-<app>.prom
 (when that directory exists) from the sets on disk; the hook adds the failure time and runs the operator's command.
-Exit codes: 0 set written, 1 failed (nothing left behind), 75 the lock stayed taken for the whole wait.
+With an ``offsite`` block in the configuration (backup_offsite_enabled), every run that wrote a set then copies
+each good set the restic repository on the backup host lacks, applies the off-site retention and runs
+``restic check`` (pyfleet_offsite.py); a failure there fails the run (exit 1), the local sets stay as they were.
+Exit codes: 0 set written (and copied), 1 failed (nothing left behind but the sets already written), 75 the lock
+stayed taken for the whole wait.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import traceback
 
 sys.path.insert(0, os.environ.get("PYFLEET_LIB", "/usr/local/lib/pyfleet"))
 import pyfleet_backup as lib  # noqa: E402
-
+import pyfleet_offsite as offsite_lib  # noqa: E402
 
 # cron ran /etc/cron.d jobs with PATH=/usr/bin:/bin, where runuser (/usr/sbin) is missing: every scheduled
 # PostgreSQL backup failed with "runuser: command not found". systemd's PATH has /usr/sbin; the program still sets
@@ -235,6 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--on-failure", metavar="UNIT", help="run as the OnFailure= hook of the failed UNIT")
     parser.add_argument("--config-dir", default=DEFAULT_CONFIG_DIR, help="where --on-failure looks for UNIT's app")
     parser.add_argument("--publish-metrics", action="store_true", help="only rewrite the metrics from the sets")
+    parser.add_argument("--offsite-only", action="store_true",
+                        help="write no set: copy the good sets the off-site repository lacks, retention, check")
+    parser.add_argument("--offsite-init", action="store_true", help="create the off-site repository if missing")
+    parser.add_argument("--offsite-restore", metavar="SET", help="fetch set SET (or latest) back from the off-site "
+                        "repository into the backup root, verified")
+    parser.add_argument("--offsite-probe-password", action="store_true",
+                        help="read a password on stdin and say (JSON) whether it opens the off-site repository")
+    parser.add_argument("--dry-run", action="store_true", help="with --offsite-init/--offsite-restore: say only")
     args = parser.parse_args(argv)
     os.environ["PATH"] = SAFE_PATH  # for the commands run and shutil.which (redis-check-rdb)
 
@@ -251,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     wait_timeout = args.wait_timeout
     if wait_timeout is None:
         wait_timeout = float(config.get("lock_wait_timeout", DEFAULT_WAIT_TIMEOUT))
+    if args.offsite_init or args.offsite_restore or args.offsite_only or args.offsite_probe_password:
+        return offsite_main(args, config, log, wait_timeout)
 
     def failed(message: str, detail: str | None = None) -> None:
         log.error(f"FAILED: {detail or message}")
@@ -271,10 +289,41 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the journal must say why a scheduled run died
         failed(f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)).strip())
         rc = 1
+    if rc == 0 and config.get("offsite"):
+        try:
+            result["offsite"] = offsite_lib.Offsite(config, SubprocessRunner(), lib, log=log.info).sync(wait_timeout)
+        except (offsite_lib.OffsiteError, lib.BackupError) as exc:
+            failed(f"off-site copy: {exc}; set {result['id']} is kept on this host as written")
+            rc = 75 if isinstance(exc, lib.LockBusy) else 1
     publish(config, log)
     if rc == 0 and args.json:
         print(json.dumps(result))
     return rc
+
+
+def offsite_main(args: argparse.Namespace, config: dict, log: Log, wait_timeout: float) -> int:
+    """--offsite-init, --offsite-restore and --offsite-only: the off-site steps without writing a set."""
+    try:
+        if not config.get("offsite"):
+            raise offsite_lib.OffsiteError(f"off-site copies are not configured for {config['app']} "
+                                           "(backup_offsite_enabled)")
+        offsite = offsite_lib.Offsite(config, SubprocessRunner(), lib, log=log.info)
+        if args.offsite_probe_password:
+            result = offsite.probe_password(sys.stdin.readline())
+        elif args.offsite_init:
+            result = offsite.init(dry_run=args.dry_run)
+        elif args.offsite_restore:
+            result = offsite.restore(args.offsite_restore, lock_timeout=wait_timeout, dry_run=args.dry_run)
+        else:
+            result = offsite.sync(wait_timeout)
+    except (offsite_lib.OffsiteError, lib.BackupError) as exc:
+        log.error(f"FAILED: off-site: {exc}")
+        if args.json:
+            print(json.dumps({"failed": True, "msg": f"off-site: {exc}"}))
+        return 75 if isinstance(exc, lib.LockBusy) else 1
+    if args.json:
+        print(json.dumps(result))
+    return 0
 
 
 if __name__ == "__main__":
