@@ -5,11 +5,12 @@
 #
 # The scenarios leave a core idle much of the time (a host booting, apt, a health gate waiting, a deploy's drain), so
 # `make test` runs three lanes side by side; within a lane steps run one after another. MOLECULE_LANES names the
-# lanes: lanes separated by spaces, a lane's steps by commas. The default below, as measured by a CI-equivalent run
-# (2 cores, 2700 s): fleet 1699 s + examples 929 s; default 1958 s + the integration suite 276 s; lint and unit
-# (CPU-bound, ~520 s) + backup-restore 1606 s + acme 260 s. Every step is slower the more lanes overlap (the run is
-# mostly CPU-bound), so lanes only fill idle time; they do not cut work. A step given but named in no lane runs at
-# the end of the first lane;
+# lanes: lanes separated by spaces, a lane's steps by commas. The default below balances the last CI-equivalent run
+# (2 cores, 2700 s, fleet 1699 s, default 1958 s, backup-restore 1606 s, examples 929 s, lint and unit ~520 s, the
+# integration suite 276 s, acme 260 s) after every scenario moved from `docker exec` to SSH, which halves the CPU
+# per task of all but fleet (bench/connection): fleet + the integration suite; default + examples; lint and unit +
+# backup-restore + acme. Every step is slower the more lanes overlap (the run is mostly CPU-bound), so lanes only
+# fill idle time; they do not cut work. A step given but named in no lane runs at the end of the first lane;
 # tests/unit/test_molecule_lanes.py keeps every scenario named. MOLECULE_LANES=serial runs everything in one lane.
 #
 # The first lane prints as it runs; the others write to build/logs/ (scripts/timed.sh) and are printed whole after
@@ -17,7 +18,7 @@
 # one failed; exits 1 if any failed, naming them.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-LANES=${MOLECULE_LANES:-fleet,examples default,integration checks,backup-restore,acme}
+LANES=${MOLECULE_LANES:-fleet,integration default,examples checks,backup-restore,acme}
 [ "$LANES" = serial ] && LANES=$(IFS=,; echo "$*")
 wanted=" $* "
 
