@@ -154,7 +154,8 @@ def test_the_rebuilt_host_archives_to_the_stanza_again(host, backup_host):
     assert result.rc == 0, result.stdout + result.stderr
     psql(host, f"INSERT INTO {TABLE} (n) VALUES (100000)")
     assert archived(host, backup_host), "a write after the recovery did not reach the repository"
-    assert not host.file("/tmp/pgbackrest/" + STANZA + ".stop").exists  # the recovery's hold is gone
+    # The recovery's hold is lifted: the live configuration's command, as site.yml writes it.
+    assert psql(host, "SHOW archive_command") == f"pgbackrest --stanza={STANZA} archive-push %p"
 
 
 def test_the_repository_kept_its_history_and_never_saw_the_blank_cluster(host, backup_host):
@@ -166,11 +167,12 @@ def test_the_repository_kept_its_history_and_never_saw_the_blank_cluster(host, b
     assert info["status"]["code"] == 0, info["status"]
     # The recovery ended on a new timeline, backed up in full once the app was healthy.
     assert info["backup"][-1]["type"] == "full" and info["backup"][-1]["archive"]["start"][:8] != "00000001"
-    # The blank cluster's archive-push met the hold on its own host (pgBackRest's stop file) and never reached the
-    # repository (pgBackRest would have refused its system-id there).
+    # The blank cluster never ran archive_command (held: empty): PostgreSQL logged no archiving failure on this host
+    # (pgBackRest refusing its system-id, pgBackRest not installed yet), and pgBackRest no error.
+    log = host.run("cat /var/log/postgresql/postgresql-15-main.log").stdout
+    assert "archive command failed" not in log, [ln for ln in log.splitlines() if "archive" in ln][-10:]
     pushes = host.run("cat /var/log/pgbackrest/*archive-push*.log 2>/dev/null").stdout
-    assert "stop file exists" in pushes, pushes[-2000:]
-    assert "do not match" not in pushes and "system-id" not in pushes, pushes[-2000:]
+    assert pushes and "ERROR" not in pushes, pushes[-2000:]
 
 
 @pytest.mark.parametrize(("extra", "message"), [
