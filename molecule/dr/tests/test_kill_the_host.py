@@ -102,8 +102,8 @@ def rows(host) -> dict[int, str]:
 def test_the_host_killed_mid_stream_comes_back_from_the_backup_host_with_every_archived_write(host, backup_host):
     before = repo_info(backup_host)
     STATE["db"], STATE["labels"] = before["db"], [b["label"] for b in before["backup"]]
-    psql(host, f"CREATE TABLE IF NOT EXISTS {TABLE} (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT "
-               "clock_timestamp())")
+    psql(host, f"DROP TABLE IF EXISTS {TABLE}")
+    psql(host, f"CREATE TABLE {TABLE} (n int PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
     writer = Writer(seconds=120)
     writer.start()
     time.sleep(2.5 * ARCHIVE_TIMEOUT + 3)  # a few archive_timeout switches with writes in them
