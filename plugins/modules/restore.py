@@ -338,7 +338,7 @@ set:
     - V(null) with O(source=pgbackrest); RV(details) has C(pgbackrest/<stanza>) - the backup label, C(target_time),
       the kept C(previous) data directory, C(timeline), C(verify) and C(verify_value), C(last_replayed_commit)
       (commit time of the newest transaction the recovery replayed, UTC, or V(null)) and C(data_until) (that time,
-      or the end of the backup when no transaction came after it): how far the restored data reaches.
+      or the end of the backup when no transaction came after it), how far the restored data reaches.
   returned: always
   type: dict
 restored:
