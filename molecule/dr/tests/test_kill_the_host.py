@@ -160,10 +160,12 @@ def test_the_rebuilt_host_archives_to_the_stanza_again(host, backup_host):
 
 def test_the_repository_kept_its_history_and_never_saw_the_blank_cluster(host, backup_host):
     info = repo_info(backup_host)
-    # One cluster, the same: nothing was re-created or upgraded; every earlier backup is still there.
+    # One cluster, the same: nothing was re-created or upgraded. The newest earlier backup is still there (the
+    # recovery's full backup counts towards pgbackrest_retention_full, 2: pgBackRest's expire may drop an older one,
+    # as after any full backup).
     assert info["db"] == STATE["db"], info["db"]
     labels = [b["label"] for b in info["backup"]]
-    assert set(STATE["labels"]) <= set(labels), labels
+    assert STATE["labels"][-1] in labels, labels
     assert info["status"]["code"] == 0, info["status"]
     # The recovery ended on a new timeline, backed up in full once the app was healthy.
     assert info["backup"][-1]["type"] == "full" and info["backup"][-1]["archive"]["start"][:8] != "00000001"
