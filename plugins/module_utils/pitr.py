@@ -182,18 +182,32 @@ def strip_recovery_settings(text: str) -> str:
     return "".join(line for line in text.splitlines(keepends=True) if not RECOVERY_LINE.match(line))
 
 
+def parse_timestamptz(value: str) -> _dt.datetime | None:
+    """PostgreSQL's text of a timestamptz (2026-11-27 10:45:00.5+00) -> an aware datetime; empty (NULL) -> None.
+    ValueError: not a timestamp, or one without a zone."""
+    text = value.strip()
+    if not text:
+        return None
+    # fromisoformat wants +00:00 where PostgreSQL writes +00
+    when = _dt.datetime.fromisoformat(text + ":00" if re.search(r"[+-]\d\d$", text) else text)
+    if when.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return when
+
+
 def verify_value_ok(value: str, target: _dt.datetime | None) -> tuple[bool, str]:
     """The verify_query's answer: empty (no rows) is honest and passes; otherwise a timestamp with zone that must
     not be newer than the target."""
     text = value.strip()
     if not text:
         return True, "verify_query returned no value (no rows)"
-    try:  # PostgreSQL writes 2026-11-27 10:45:00.5+00; fromisoformat wants +00:00
-        when = _dt.datetime.fromisoformat(text + ":00" if re.search(r"[+-]\d\d$", text) else text)
+    try:
+        when = parse_timestamptz(text)
     except ValueError:
-        return False, f"verify_query returned {text!r}, not a timestamp with time zone"
-    if when.tzinfo is None:
-        return False, f"verify_query returned {text!r} without a time zone (select a timestamptz)"
+        zoneless = re.match(r"^\d{4}-\d\d-\d\d[ T][\d:.]+$", text)
+        return False, (f"verify_query returned {text!r} without a time zone (select a timestamptz)" if zoneless
+                       else f"verify_query returned {text!r}, not a timestamp with time zone")
+    assert when is not None
     if target is not None and when > target:
         return False, f"verify_query returned {iso(when)}, newer than target_time {iso(target)}"
     return True, f"verify_query returned {iso(when)}" + (f" <= target_time {iso(target)}" if target else "")
@@ -405,6 +419,19 @@ class PitrRestorer:
             raise PitrError(f"the restored cluster lacks the database(s) {', '.join(missing)} (expected: "
                             f"databases, default every database of the live cluster)")
         result: dict[str, t.Any] = {"verify": "databases present: " + ", ".join(plan["databases"])}
+        # How far the data reaches: the commit time of the newest transaction the recovery replayed (it stays after
+        # the promotion; none when no transaction came after the backup: the backup's end is then the newest).
+        text = self.sql("SELECT pg_last_xact_replay_timestamp()", host=socket_dir, port=port)
+        try:
+            replayed = parse_timestamptz(text)
+        except ValueError as exc:
+            raise PitrError(f"pg_last_xact_replay_timestamp() of the restored cluster: {exc}") from exc
+        stop = plan["backup"].get("timestamp", {}).get("stop")
+        result["last_replayed_commit"] = iso(replayed) if replayed else None
+        result["data_until"] = iso(replayed) if replayed else (
+            iso(_dt.datetime.fromtimestamp(stop, _dt.UTC)) if stop else None)
+        result["verify"] += (f"; newest replayed commit {result['last_replayed_commit']}" if replayed
+                             else f"; no transaction replayed after backup {plan['backup']['label']}")
         if self.opts.verify_query:
             value = self.sql(self.opts.verify_query, database=self.opts.verify_database or self.opts.app,
                              host=socket_dir, port=port)

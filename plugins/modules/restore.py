@@ -336,7 +336,9 @@ set:
   description:
     - The set restored (id, path, created_at, size, components, manifest_sha256...).
     - V(null) with O(source=pgbackrest); RV(details) has C(pgbackrest/<stanza>) - the backup label, C(target_time),
-      the kept C(previous) data directory, C(timeline), C(verify) and C(verify_value).
+      the kept C(previous) data directory, C(timeline), C(verify) and C(verify_value), C(last_replayed_commit)
+      (commit time of the newest transaction the recovery replayed, UTC, or V(null)) and C(data_until) (that time,
+      or the end of the backup when no transaction came after it), how far the restored data reaches.
   returned: always
   type: dict
 restored:

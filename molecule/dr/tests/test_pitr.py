@@ -12,13 +12,8 @@ import json
 import time
 
 import pytest
-import testinfra
-from helpers import http_json, molecule_hosts, run_playbook, wait_for
-
-APP_HOST = "pyfleet-dr-app"
-BACKUP_HOST = "pyfleet-dr-backup"
-STANZA = APP_HOST
-DATA_DIR = "/var/lib/postgresql/15/main"
+from drlib import APP_HOST, BACKUP_HOST, DATA_DIR, STANZA, archived, backup_host_of_the_scenario, psql
+from helpers import http_json, run_playbook
 
 testinfra_hosts = [APP_HOST]
 STATE: dict = {}
@@ -26,15 +21,7 @@ STATE: dict = {}
 
 @pytest.fixture(scope="module")
 def backup_host():
-    import os
-
-    assert BACKUP_HOST in molecule_hosts("pyfleet_backup")
-    return testinfra.get_host(
-        f"ansible://{BACKUP_HOST}?ansible_inventory=" + os.environ["MOLECULE_INVENTORY_FILE"], sudo=True)
-
-
-def psql(host, sql: str, db: str = "fleetdemo") -> str:
-    return host.check_output(f"runuser -u postgres -- psql -XAtq -d {db} -c {json.dumps(sql)}")
+    return backup_host_of_the_scenario()
 
 
 def restore(*extra: str):
@@ -48,18 +35,6 @@ def live_state(host) -> dict:
             "rows": psql(host, "SELECT count(*), coalesce(max(id), 0) FROM pyfleet_pitr"),
             "kept": kept_copies(host),
             "api": host.check_output("systemctl show -p ActiveEnterTimestamp fleetdemo-api.service")}
-
-
-def archived(host, backup_host) -> bool:
-    segment = psql(host, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-    psql(host, "SELECT pg_switch_wal()")
-
-    def done():
-        info = json.loads(backup_host.check_output(
-            f"runuser -u pgbackrest -- pgbackrest --stanza={STANZA} --output=json info"))[0]
-        return any(a["max"] and a["max"][8:] >= segment[8:] for a in info.get("archive", []))
-
-    return wait_for(done, timeout=90, interval=2)
 
 
 def kept_copies(host) -> list[str]:

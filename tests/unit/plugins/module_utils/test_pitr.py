@@ -148,10 +148,12 @@ def test_free_port_skips_taken_ports():
 class FakeHost:
     """Answers the commands of a point-in-time restore; records them. ``fail``: a command word that fails."""
 
-    def __init__(self, live: Path, fail: str = "", verify_value: str = "2026-11-27 10:44:00+00"):
+    def __init__(self, live: Path, fail: str = "", verify_value: str = "2026-11-27 10:44:00+00",
+                 replayed: str = "2026-11-27 10:44:59.5+00"):
         self.live = live
         self.fail = fail
         self.verify_value = verify_value
+        self.replayed = replayed
         self.calls: list[list[str]] = []
 
     def __call__(self, argv, env=None):
@@ -181,6 +183,8 @@ class FakeHost:
                 return 0, "f\n", ""
             if sql.startswith("SELECT timeline_id"):
                 return 0, "2\n", ""
+            if sql == "SELECT pg_last_xact_replay_timestamp()":
+                return 0, self.replayed + "\n", ""
             return 0, self.verify_value + "\n", ""
         return 0, "", ""
 
@@ -245,6 +249,41 @@ def test_a_full_restore_proves_the_scratch_cluster_then_swaps_and_keeps_the_live
     assert "systemctl stop postgresql@15-main" in order[2]
     start = next(c for c in host.ran("pg_ctl") if c.endswith(" start"))
     assert "archive_command=/bin/false" in start and "listen_addresses=" in start
+
+
+def test_the_restore_reports_how_far_the_restored_data_reaches(tmp_path, live):
+    """The commit time of the newest replayed transaction, read on the scratch cluster (the swapped-in one, started
+    without recovery, no longer knows it); without one, the end of the backup restored."""
+    host = FakeHost(live)
+    result = restorer(tmp_path, host).execute()
+    detail = result["details"]["pgbackrest/app1"]
+    assert detail["last_replayed_commit"] == detail["data_until"] == "2026-11-27T10:44:59.500000+00:00"
+    assert "newest replayed commit 2026-11-27T10:44:59.500000+00:00" in result["msg"]
+    asked = [c for c in host.calls if "pg_last_xact_replay_timestamp()" in c[-1]]
+    assert len(asked) == 1 and "-h" in asked[0] and "5432" not in asked[0]  # the scratch cluster's socket and port
+    other = tmp_path / "other"
+    (other / "15" / "main").mkdir(parents=True)
+    result = restorer(other, FakeHost(other / "15" / "main", replayed=""), target_time="latest",
+                      verify_query="").execute()
+    detail = result["details"]["pgbackrest/app1"]
+    assert detail["last_replayed_commit"] is None
+    assert detail["data_until"] == "2026-11-27T11:00:00.000000+00:00"  # the newest backup's end
+    assert "no transaction replayed after backup 20261127-110000F_20261127-110000D" in result["msg"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("", None),
+    ("2026-11-27 10:44:59.5+00", dt.datetime(2026, 11, 27, 10, 44, 59, 500000, tzinfo=dt.UTC)),
+    ("2026-11-27 11:44:59+01", dt.datetime(2026, 11, 27, 10, 44, 59, tzinfo=dt.UTC)),
+])
+def test_postgresqls_timestamptz_text_is_parsed(value, expected):
+    assert p.parse_timestamptz(value) == expected
+
+
+@pytest.mark.parametrize("value", ["2026-11-27 10:44:00", "42"])
+def test_a_timestamp_without_zone_or_no_timestamp_is_refused(value):
+    with pytest.raises(ValueError):
+        p.parse_timestamptz(value)
 
 
 @pytest.mark.parametrize(("fail", "why"), [
