@@ -16,7 +16,7 @@ export PYFLEET_TIMES := $(CURDIR)/build/times.tsv
 # be cut in two in the CI log.
 export COLUMNS ?= 200
 
-.PHONY: setup engine image wheelhouse demo demo-destroy lint unit integration molecule lanes test bench clean
+.PHONY: setup engine image wheelhouse demo demo-destroy lint unit integration molecule lanes test bench bench-dr clean
 
 # `make test` runs lint and unit in a lane of their own beside the Molecule lanes, after setup: NO_SETUP=1 keeps
 # them from running setup again while the scenarios use the tools it installs.
@@ -76,6 +76,9 @@ test:             ## every suite; a time table per suite and scenario at the end
 
 bench: image wheelhouse
 	bench/converge
+
+bench-dr: image wheelhouse  ## RTO of 1 GB from the backup host, throughput vs plain tools (docs/dr-benchmark.md)
+	bench/dr
 
 clean: demo-destroy
 	-molecule destroy --all
