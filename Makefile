@@ -18,7 +18,7 @@ export COLUMNS ?= 200
 
 .PHONY: setup engine image wheelhouse demo demo-destroy lint unit integration molecule lanes test bench bench-dr clean
 
-# `make test` runs lint and unit in a lane of their own beside the Molecule lanes, after setup: NO_SETUP=1 keeps
+# `make test` runs lint and unit as steps of its lanes beside the Molecule scenarios, after setup: NO_SETUP=1 keeps
 # them from running setup again while the scenarios use the tools it installs.
 SETUP := $(if $(NO_SETUP),,setup)
 
@@ -65,12 +65,12 @@ molecule: image wheelhouse
 lanes: image wheelhouse
 	scripts/molecule-lanes.sh integration $(SCENARIOS)
 
-# `make test`: setup, the image and the wheelhouse, then every suite in lanes side by side: lint and unit (the step
-# `checks`, CPU-bound) in a lane of their own beside the Molecule lanes, which leave a core idle much of the time.
+# `make test`: setup, the image and the wheelhouse, then every suite in lanes side by side: lint and unit (CPU-bound)
+# as steps of the lanes beside the Molecule scenarios, which leave a core idle much of the time.
 test:             ## every suite; a time table per suite and scenario at the end, pass or fail
 	@mkdir -p build && rm -f $(PYFLEET_TIMES) build/failures.txt && date +%s >build/test-started
 	@rc=0; { $(MAKE) --no-print-directory image wheelhouse && \
-	  scripts/molecule-lanes.sh checks integration $(SCENARIOS); } || rc=$$?; \
+	  scripts/molecule-lanes.sh lint unit integration $(SCENARIOS); } || rc=$$?; \
 	  scripts/time-table.sh $(PYFLEET_TIMES) build/test-started; \
 	  if [ $$rc = 0 ]; then echo "make test: all suites passed"; else echo "make test: FAILED"; fi; exit $$rc
 

@@ -24,20 +24,20 @@ def _default_lanes() -> list[list[str]]:
     return [lane.split(",") for lane in match.group(1).split()]
 
 
-def test_every_scenario_the_integration_suite_and_the_checks_are_in_exactly_one_lane():
+def test_every_scenario_the_integration_suite_lint_and_unit_are_in_exactly_one_lane():
     named = [s for lane in _default_lanes() for s in lane]
-    assert sorted(named) == sorted([*SCENARIOS, "integration", "checks"]), \
+    assert sorted(named) == sorted([*SCENARIOS, "integration", "lint", "unit"]), \
         f"lanes name {sorted(named)}; scenarios: {SCENARIOS}"
 
 
-def test_make_test_runs_lint_and_unit_through_the_checks_step_without_setup():
-    """`make test` hands lint and unit to the lanes as `checks`; run there they must not run setup again."""
+def test_make_test_runs_lint_and_unit_as_lane_steps_without_setup():
+    """`make test` hands lint and unit to the lanes as steps; run there they must not run setup again."""
     makefile = (REPO / "Makefile").read_text()
     recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
-    assert "molecule-lanes.sh checks integration" in recipe, recipe
+    assert "molecule-lanes.sh lint unit integration" in recipe, recipe
     assert re.search(r"^lint: \$\(SETUP\)$", makefile, re.MULTILINE), "lint must depend on $(SETUP)"
     assert re.search(r"^unit: \$\(SETUP\)$", makefile, re.MULTILINE), "unit must depend on $(SETUP)"
-    assert "NO_SETUP=1 lint unit" in SCRIPT.read_text()
+    assert 'NO_SETUP=1 "$s"' in SCRIPT.read_text()
 
 
 def test_scenarios_not_in_lanes_yet_exist_and_are_in_no_lane():
