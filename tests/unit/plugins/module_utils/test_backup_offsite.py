@@ -246,7 +246,9 @@ def test_the_password_probe(tmp_path, answer, opens):
     assert not os.path.exists(seen["path"])
 
 
-def test_restore_fetches_verifies_and_names_the_set(tmp_path):
+def copied_then_lost(tmp_path) -> tuple[dict, Path, Path, Path, FakeRestic]:
+    """A set copied off the host, then moved away locally (the repository serves it from `saved`):
+    (config, backup root, the set's path, saved, restic)."""
     cfg = config(tmp_path)
     root = Path(cfg["root"])
     original = make_set(root, "20261127T010000Z", b"the dump bytes")
@@ -255,6 +257,11 @@ def test_restore_fetches_verifies_and_names_the_set(tmp_path):
     saved = tmp_path / "saved"
     shutil.move(str(original), str(saved))
     fake.stored_source = str(saved)
+    return cfg, root, original, saved, fake
+
+
+def test_restore_fetches_verifies_and_names_the_set(tmp_path):
+    cfg, root, original, _saved, fake = copied_then_lost(tmp_path)
     assert off.Offsite(cfg, fake, lib).restore("latest", dry_run=True)["changed"] is True
     assert not original.exists()
     result = off.Offsite(cfg, fake, lib).restore("latest")
@@ -266,15 +273,8 @@ def test_restore_fetches_verifies_and_names_the_set(tmp_path):
 
 
 def test_restore_refuses_a_damaged_copy_and_keeps_nothing(tmp_path):
-    cfg = config(tmp_path)
-    root = Path(cfg["root"])
-    original = make_set(root, "20261127T010000Z", b"the dump bytes")
-    fake = FakeRestic()
-    off.Offsite(cfg, fake, lib).sync(1)
-    saved = tmp_path / "saved"
-    shutil.move(str(original), str(saved))
+    cfg, root, original, saved, fake = copied_then_lost(tmp_path)
     (saved / "postgresql/fleetdemo.dump").write_bytes(b"THE DUMP BYTES")
-    fake.stored_source = str(saved)
     with pytest.raises(off.OffsiteError, match="does not verify"):
         off.Offsite(cfg, fake, lib).restore("latest")
     assert not original.exists()
