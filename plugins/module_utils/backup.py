@@ -1301,6 +1301,10 @@ class BackupJob:
         for _attempt in range(3):
             before = parse_keyspace(parse_info(cli("INFO", "keyspace")))
             last = int(cli("LASTSAVE").strip())
+            # LASTSAVE counts whole seconds: a save ending in the second of the last one would not move it (a
+            # restarted Redis sets it to its start), so BGSAVE waits for the server's clock to leave that second.
+            while int(cli("TIME").split()[0]) <= last:
+                self.sleep(0.1)
             reply = cli("BGSAVE").strip()
             if "in progress" in reply.lower() or "scheduled" in reply.lower():
                 self.log(f"redis: {reply}")

@@ -204,6 +204,8 @@ class FakeRunner:
         self.calls: list[list[str]] = []
         self.envs: list[dict | None] = []
         self.lastsave = 100
+        # Redis's clock in whole seconds, still in LASTSAVE's second (a restart); each TIME call is a second later.
+        self.now = self.clock = 100
         self.fail_on = fail_on
 
     def run(self, argv, env=None, stdout=None):
@@ -223,8 +225,11 @@ class FakeRunner:
             command = argv[6:]
             if command == ["LASTSAVE"]:
                 return 0, f"{self.lastsave}\n", ""
+            if command == ["TIME"]:
+                self.now, self.clock = self.clock, self.clock + 1
+                return 0, f"{self.now}\n123456\n", ""
             if command == ["BGSAVE"]:
-                self.lastsave += 1
+                self.lastsave = self.now  # the save ends in the current second
                 self.rdb.write_bytes(b"REDIS0011-data")
                 return 0, "Background saving started\n", ""
             if command == ["INFO", "keyspace"]:
@@ -249,6 +254,20 @@ def job_config(tmp_path: Path, **extra) -> dict:
               "files": {"paths": [str(tmp_path / "etc"), str(tmp_path / "missing")]}}
     config.update(extra)
     return config
+
+
+def test_a_redis_save_in_the_second_of_the_last_one_is_still_seen(tmp_path, monkeypatch):
+    """LASTSAVE counts whole seconds and a restarted Redis sets it to its start: a BGSAVE ending in that same second
+    would leave it where it was and the run would wait out the timeout. BGSAVE waits for the next second instead."""
+    monkeypatch.setattr(b.shutil, "which", lambda name: None)
+    runner = FakeRunner(tmp_path / "dump.rdb")
+    slept: list[float] = []
+    result = b.BackupJob(job_config(tmp_path), runner, log=lambda m: None, clock=lambda: NOW,
+                         sleep=slept.append).run(["redis"])
+    assert result["components"] == ["redis"]
+    redis = [c[6:] for c in runner.calls if c[0] == "redis-cli"]
+    assert redis[:5] == [["INFO", "keyspace"], ["LASTSAVE"], ["TIME"], ["TIME"], ["BGSAVE"]], redis
+    assert slept and slept[0] <= 0.1 and runner.lastsave == 101
 
 
 def test_backup_job_writes_a_complete_verified_set(tmp_path, monkeypatch):
