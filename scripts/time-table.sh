@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# time-table.sh [FILE [STARTED]]: the failure lines scripts/timed.sh kept for the steps that failed (failures.txt
+# time-table.sh [FILE [STARTED [CPU]]]: the failure lines scripts/timed.sh kept for the steps that failed (failures.txt
 # next to FILE), then the table of steps it recorded, their sum, and the wall-clock time since the epoch second in
-# the file STARTED (the sum is larger when steps ran side by side: the Molecule lanes).
+# the file STARTED (the sum is larger when steps ran side by side: the Molecule lanes). CPU holds the `cpu` line of
+# /proc/stat at the start: how busy the machine's cores were since then (is the run bound by CPU, or waiting?).
 set -euo pipefail
 log=${1:-build/times.tsv}
 [ -s "$log" ] || { echo "time table: nothing recorded in $log"; exit 0; }
@@ -17,4 +18,17 @@ started=${2:-}
 if [ -n "$started" ] && [ -s "$started" ]; then
   wall=$(( $(date +%s) - $(cat "$started") ))
   printf '%-34s %6d  (%d min %02d s)\n' "wall clock" "$wall" $(( wall / 60 )) $(( wall % 60 ))
+fi
+cpu=${3:-}
+if [ -n "$cpu" ] && [ -s "$cpu" ]; then
+  # user nice system idle iowait irq softirq steal: the busy share of all cores, and where it went.
+  { cat "$cpu"; grep '^cpu ' /proc/stat; } | awk -v cores="$(nproc)" '
+    { for (i = 2; i <= 9; i++) v[NR, i] = $i }
+    END {
+      for (i = 2; i <= 9; i++) { d[i] = v[2, i] - v[1, i]; total += d[i] }
+      if (total <= 0) exit
+      busy = total - d[5] - d[6]
+      printf "%-34s %5.1f %%  of %d cores (user %.0f %%, system %.0f %%, iowait %.0f %%, idle %.0f %%)\n", "CPU busy",
+        100 * busy / total, cores, 100 * (d[2] + d[3]) / total, 100 * (d[4] + d[7] + d[8]) / total,
+        100 * d[6] / total, 100 * d[5] / total }'
 fi
