@@ -634,6 +634,24 @@ def as_user(user: str, argv: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", *argv]
 
 
+# libpq's settings of a PostgreSQL server on another host (backup_postgresql_host): the connection travels in the
+# environment of pg_dump and psql, the password too (PGPASSWORD: /proc/<pid>/environ is readable by root only), never
+# in argv. sslmode verify-ca or verify-full (the role's preflight): the server's certificate is checked against
+# sslrootcert; sslcert/sslkey are the client certificate a server with clientcert=verify-full asks for.
+PG_REMOTE_SETTINGS = {"host": "PGHOST", "user": "PGUSER", "password": "PGPASSWORD", "sslmode": "PGSSLMODE",
+                      "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY"}
+
+
+def pg_remote_env(cfg: dict) -> dict[str, str] | None:
+    """The environment that points pg_dump and psql at ``cfg``'s remote server; None for the local one (the socket,
+    peer authentication as the postgres OS user)."""
+    if not cfg.get("host"):
+        return None
+    env = {var: str(cfg[key]) for key, var in PG_REMOTE_SETTINGS.items() if cfg.get(key)}
+    env.update(PGCONNECT_TIMEOUT=str(int(cfg.get("connect_timeout", 10))), PGAPPNAME="pyfleet-backup")
+    return env
+
+
 def psql_argv(database: str, sql: str, port: int = 5432, user: str = "postgres") -> list[str]:
     return as_user(user, ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-p", str(port),
                           "-d", database, "-c", sql])
@@ -1203,7 +1221,11 @@ class BackupJob:
         port = int(cfg.get("port", 5432))
         fmt = cfg.get("format", "custom")
         jobs = int(cfg.get("jobs", 1))
-        user = cfg.get("os_user", "postgres")
+        env = pg_remote_env(cfg)
+        # A remote server: the tools run as root with the connection in their environment, and the catalog queries go
+        # to the first database dumped (the role may connect to nothing else, e.g. pg_hba's one line for it).
+        user = "root" if env else cfg.get("os_user", "postgres")
+        catalog = cfg["databases"][0] if env else "postgres"
         if fmt not in PG_FORMATS:
             raise BackupError(f"postgresql: format {fmt!r} is not one of {', '.join(PG_FORMATS)} "
                               "(backup_postgresql_format)")
@@ -1213,7 +1235,7 @@ class BackupJob:
         os.chmod(folder, 0o750)
         _chown(folder, "root", user)
         self._version("pg_dump", ["pg_dump", "--version"])
-        server = self._run(psql_argv("postgres", "SHOW server_version", port, user), "psql SHOW server_version")
+        server = self._run(psql_argv(catalog, "SHOW server_version", port, user), "psql SHOW server_version", env=env)
         databases = {}
         for database in cfg["databases"]:
             name = pg_dump_file_name(database, fmt)
@@ -1221,8 +1243,9 @@ class BackupJob:
             started = self.monotonic()
             owner_sql = f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {quote_literal(database)}"
             if fmt == "plain":
-                counts, extra = self._dump_plain(database, target, port, user)
-                owner = self._run(psql_argv("postgres", owner_sql, port, user), f"psql owner of {database}").strip()
+                counts, extra = self._dump_plain(database, target, port, user, env)
+                owner = self._run(psql_argv(catalog, owner_sql, port, user), f"psql owner of {database}",
+                                  env=env).strip()
                 databases[database] = {"file": f"postgresql/{name}", "format": fmt, "owner": owner,
                                        "tables": counts, "rows": sum(counts.values()), **extra,
                                        "seconds": round(self.monotonic() - started, 2)}
@@ -1233,8 +1256,8 @@ class BackupJob:
             os.mkdir(stage, 0o700)
             _chown(stage, user, user)
             self._run(pg_dump_argv(database, os.path.join(stage, name), fmt, jobs, port, user),
-                      f"pg_dump of {database}")
-            owner = self._run(psql_argv("postgres", owner_sql, port, user), f"psql owner of {database}").strip()
+                      f"pg_dump of {database}", env=env)
+            owner = self._run(psql_argv(catalog, owner_sql, port, user), f"psql owner of {database}", env=env).strip()
             # Take what pg_dump wrote as postgres without following anything postgres could have planted: the
             # staging directory first (postgres loses write access), then the dump; root owns it, postgres may read
             # it (a restore runs pg_restore as postgres), nobody else. Then it moves to its place in the set.
@@ -1259,9 +1282,13 @@ class BackupJob:
                 "seconds": round(self.monotonic() - started, 2),
             }
             self.log(f"postgresql: {database} dumped ({len(counts)} tables, {sum(counts.values())} rows)")
-        return {"databases": databases, "server_version": server.strip(), "port": port, "os_user": user}
+        result = {"databases": databases, "server_version": server.strip(), "port": port, "os_user": user}
+        if env:
+            result["host"] = cfg["host"]  # restore.yml refuses such a set: it restores into the local server
+        return result
 
-    def _dump_plain(self, database: str, target: str, port: int, user: str) -> tuple[dict[str, int], dict[str, t.Any]]:
+    def _dump_plain(self, database: str, target: str, port: int, user: str,
+                    env: dict[str, str] | None = None) -> tuple[dict[str, int], dict[str, t.Any]]:
         """pg_dump --format=plain as ``user``, its stdout gzipped by this process (root) straight into the set:
         postgres never writes a file here, so there is nothing it could have planted. Then the file is read back
         whole (gzip length and CRC, pg_dump's closing comment, the rows of every COPY), as pg_restore reads back a
@@ -1269,7 +1296,7 @@ class BackupJob:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
         with os.fdopen(fd, "wb") as raw:
             rc, _size, err = self.runner.consume(pg_dump_plain_argv(database, port, user),
-                                                 lambda out: gzip_stream(out, raw))
+                                                 lambda out: gzip_stream(out, raw), env=env)
             raw.flush()
             os.fsync(raw.fileno())
         if rc != 0:
@@ -1524,10 +1551,12 @@ class BackupJob:
         sizes: dict[str, int] = {}
         if "postgresql" in wanted:
             cfg = self.config["postgresql"]
+            env = pg_remote_env(cfg)
             names = ", ".join(quote_literal(d) for d in cfg["databases"])
             sql = f"SELECT datname, pg_database_size(datname) FROM pg_database WHERE datname IN ({names})"
-            out = self._run(psql_argv("postgres", sql, int(cfg.get("port", 5432)), cfg.get("os_user", "postgres")),
-                            "psql pg_database_size")
+            out = self._run(psql_argv(cfg["databases"][0] if env else "postgres", sql, int(cfg.get("port", 5432)),
+                                      "root" if env else cfg.get("os_user", "postgres")),
+                            "psql pg_database_size", env=env)
             sizes["postgresql"] = sum(parse_row_counts(out).values())
         if "redis" in wanted:
             try:

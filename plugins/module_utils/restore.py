@@ -559,6 +559,11 @@ class PostgreSQLRestore(ComponentRestore):
 
     # -- state / check / apply
     def databases(self) -> dict[str, dict[str, t.Any]]:
+        if self.detail.get("host"):
+            raise RestoreError(f"backup set {self.info.id} was dumped from the PostgreSQL server {self.detail['host']} "
+                               "(backup_postgresql_host), and this restore loads into the local server: load it into "
+                               f"{self.detail['host']} with pg_restore (docs/backup.md, remote PostgreSQL); nothing "
+                               "was changed")
         dbs = self.detail["databases"]
         wanted = list(self.opts.databases) or list(dbs)
         unknown = [d for d in wanted if d not in dbs]

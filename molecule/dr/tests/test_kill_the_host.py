@@ -13,24 +13,16 @@ the keys, the timers and a point-in-time restore are proven on what the recovery
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from drlib import APP_HOST, ARCHIVE_TIMEOUT, BACKUP_HOST, STANZA, archived, backup_host_of_the_scenario, psql, repo_info
-from helpers import REPO, http_json, recap, run_playbook
-
-sys.path.insert(0, str(REPO / "scripts" / "lib"))
-from testhost_flags import image, platform, run_argv  # noqa: E402  (the run flags' one home)
+from helpers import http_json, recap, remove_host, run_playbook, start_blank_host
 
 testinfra_hosts = [APP_HOST]
-SCENARIO = Path(__file__).resolve().parents[1]
 LIMIT = f"{APP_HOST},{BACKUP_HOST}"
 TABLE = "pyfleet_dr_writes"
 RPO_GOAL = 60
@@ -75,19 +67,6 @@ class Writer(threading.Thread):
             self.halt.wait(max(0.0, tick - time.monotonic()))
 
 
-def start_blank_host() -> None:
-    """The scenario's platform for the app host, as Molecule ran it: the base run flags (scripts/lib/testhost_flags.py
-    reads them from molecule.yml) on the scenario's network at the same address."""
-    entry = platform(SCENARIO / "molecule.yml")
-    assert entry["name"] == APP_HOST
-    network = entry["networks"][0]
-    flags = {k: v for k, v in entry.items() if k not in ("networks", "docker_networks")}
-    argv = run_argv(APP_HOST, flags)
-    at = argv.index(image(flags))
-    argv[at:at] = ["--network", network["name"], "--ip", network["ipv4_address"]]
-    subprocess.run(argv, check=True, capture_output=True)
-
-
 def playbook(name: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     result = run_playbook(name, *args, timeout=timeout)
     assert result.returncode == 0, f"{name} failed\n{result.stdout[-8000:]}\n{result.stderr[-2000:]}"
@@ -108,18 +87,16 @@ def test_the_host_killed_mid_stream_comes_back_from_the_backup_host_with_every_a
     writer.start()
     time.sleep(2.5 * ARCHIVE_TIMEOUT + 3)  # a few archive_timeout switches with writes in them
     assert len(writer.acked) >= 2 * ARCHIVE_TIMEOUT, writer.failures
-    subprocess.run(["docker", "rm", "-f", APP_HOST], check=True, capture_output=True)
+    lost = remove_host(APP_HOST)
     killed = time.monotonic()
     writer.halt.set()
     writer.join(timeout=10)
     acked, attempted = dict(writer.acked), writer.attempted
     print(f"\nwriter: {len(acked)} writes acknowledged of {attempted} attempted before the host was removed")
 
-    start_blank_host()
-    # Fresh SSH control sockets: Ansible's old ones lead to the removed container.
-    os.environ["ANSIBLE_SSH_CONTROL_PATH_DIR"] = tempfile.mkdtemp(prefix="pyfleet-dr-cp-")
-    # Reachable over SSH as prepare.yml makes a new host (the test's stand-in for a provider's fresh server).
-    playbook(str(SCENARIO.relative_to(REPO) / "prepare.yml"), "--limit", f"{APP_HOST},localhost", timeout=600)
+    # A blank host at the same address, reachable over SSH as prepare.yml made the first (the test's stand-in for
+    # a provider's fresh server).
+    start_blank_host(APP_HOST, *lost)
     assert not host.file("/opt/fleetdemo").exists, "the replacement host is not blank"
 
     result = playbook("playbooks/disaster-recovery.yml", "-e", "dr_source=pgbackrest", "--limit", LIMIT)

@@ -14,10 +14,12 @@ asking for a password) fails the test, so none of them can pass by accident.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
-from helpers import APP, molecule_hosts
+import testinfra
+from helpers import APP, REPO, molecule_hosts, run_playbook
 
 testinfra_hosts = [name for name in molecule_hosts("all") if re.search(r"-(app\d*|lb|db)$", name)]
 
@@ -236,3 +238,45 @@ def test_db_host_keeps_its_ca_to_root(host):
     assert (ca.user, ca.group, ca.mode) == ("root", "root", 0o700)
     key = host.file(f"{CA_DIR}/ca.key")
     assert (key.user, key.mode) == ("root", 0o600)
+
+
+# --- a backup of the database server from an app host (backup_postgresql_host, host_vars/pyfleet-fleet-app1.yml) ----
+
+BACKUP_HOST = "pyfleet-fleet-app1"
+BACKUP_UNIT = f"pyfleet-backup-{APP}-databases.service"
+
+
+def test_an_app_host_backs_up_the_database_server_over_tls_with_its_certificate(host):
+    """pg_dump on app1 reaches the database server as the app does (TLS verify-full, its client certificate, the
+    pg_hba line for app hosts: nothing else admits it), the set holds every row of the server's database, no
+    password reaches the unit's journal or its properties, and restore.yml refuses to load that set into a local
+    server, before anything changes."""
+    if host.backend.get_hostname() != BACKUP_HOST:
+        pytest.skip(f"the backup of the database server runs on {BACKUP_HOST}")
+    config = json.loads(host.check_output(f"cat /etc/pyfleet/backup/{APP}.json"))["postgresql"]
+    db_address = config["host"]
+    assert {k: config[k] for k in ("user", "sslmode", "sslrootcert", "sslcert", "sslkey")} == {
+        "user": APP, "sslmode": "verify-full", "sslrootcert": f"{PKI}/ca.crt", "sslcert": f"{PKI}/client.crt",
+        "sslkey": f"{PKI}/client.key"}, config
+    assert host.run(f"systemctl start {BACKUP_UNIT}").rc == 0, host.run(f"journalctl -u {BACKUP_UNIT} -n 30").stdout
+    root = f"/var/backups/pyfleet/{APP}"
+    set_id = sorted(n for n in host.check_output(f"ls {root}").split() if re.fullmatch(r"\d{8}T\d{6}Z", n))[-1]
+    manifest = json.loads(host.check_output(f"cat {root}/{set_id}/manifest.json"))
+    dumped = manifest["components"]["postgresql"]
+    assert dumped["host"] == db_address and dumped["os_user"] == "root", dumped
+    db = testinfra.get_host(f"ansible://{DB_HOST}?ansible_inventory=" + os.environ["MOLECULE_INVENTORY_FILE"],
+                            sudo=True)
+    tables = dumped["databases"][APP]["tables"]
+    assert tables and all(
+        db.check_output(f"runuser -u postgres -- psql -XAtq -d {APP} -c 'SELECT count(*) FROM {name}'") == str(rows)
+        for name, rows in tables.items()), tables
+    password = (REPO / "build" / "secrets" / "fleet" / "postgres").read_text().strip()
+    seen = host.check_output(f"journalctl -u {BACKUP_UNIT} --no-pager -o cat; systemctl show {BACKUP_UNIT}")
+    assert password and password not in seen
+
+    refused = run_playbook("playbooks/restore.yml", "--limit", BACKUP_HOST, "-e", f"restore_set={set_id}",
+                           "-e", '{"restore_components": ["postgresql"]}', timeout=600)
+    assert refused.returncode != 0
+    assert f"was dumped from the PostgreSQL server {db_address}" in " ".join(refused.stdout.split()), \
+        refused.stdout[-3000:]
+    assert "changed=0" in refused.stdout

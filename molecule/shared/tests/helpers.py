@@ -92,22 +92,35 @@ def drop_ssh_connections(address: str) -> None:
         subprocess.run(["kill", pid], check=False, capture_output=True)
 
 
-def replace_host_with_a_blank_one(name: str) -> None:
-    """The host's container is removed and a blank one of the same name takes its place, on the same Docker network
-    and address, with the test host's run flags; then it is made reachable over SSH as the scenario's prepare step
-    did (molecule/shared/prepare-ssh.yml), so the inventory reaches it unchanged."""
-    sys.path.insert(0, str(REPO / "tests" / "integration"))
-    from testhost import IMAGE, RUN_FLAGS  # noqa: PLC0415
-
+def remove_host(name: str) -> tuple[str, str]:
+    """Removes the host's container, as a lost server; returns its Docker network and address. The controller's SSH
+    connections to that address end first: a host started there later must be reached afresh."""
     inspect = subprocess.run(
         ["docker", "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}}{{end}}",
          name], capture_output=True, text=True, check=True).stdout.split()
     network, address = inspect[0], inspect[1]
     drop_ssh_connections(address)
     subprocess.run(["docker", "rm", "-f", name], check=True, capture_output=True)
+    return network, address
+
+
+def start_blank_host(name: str, network: str, address: str) -> None:
+    """A blank container of that name takes the lost host's place, on its Docker network and address, with the test
+    host's run flags; then it is made reachable over SSH as the scenario's prepare step did
+    (molecule/shared/prepare-ssh.yml), so the inventory reaches it unchanged."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    from testhost import IMAGE, RUN_FLAGS  # noqa: PLC0415
+
+    drop_ssh_connections(address)
     subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", name, "--network", network, "--ip", address,
                     *RUN_FLAGS, IMAGE], check=True, capture_output=True)
     variables = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_variables(name)
     result = run_playbook("molecule/shared/prepare-ssh.yml", "--limit", f"{name},localhost", "-e",
                           f"ansible_ssh_private_key_file={variables['ansible_ssh_private_key_file']}")
     assert result.returncode == 0, f"the blank host is not reachable over SSH\n{result.stdout[-4000:]}"
+
+
+def replace_host_with_a_blank_one(name: str) -> None:
+    """The host's container is removed and a blank one of the same name takes its place (remove_host,
+    start_blank_host)."""
+    start_blank_host(name, *remove_host(name))

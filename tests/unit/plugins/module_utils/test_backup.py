@@ -242,6 +242,7 @@ class FakeRunner:
 
     def consume(self, argv, consumer, env=None):
         self.calls.append(argv)
+        self.envs.append(env)
         return 0, consumer(COPY_TEXT.splitlines(keepends=True)), ""
 
 
@@ -254,6 +255,33 @@ def job_config(tmp_path: Path, **extra) -> dict:
               "files": {"paths": [str(tmp_path / "etc"), str(tmp_path / "missing")]}}
     config.update(extra)
     return config
+
+
+def test_a_remote_postgresql_is_dumped_with_its_connection_in_the_environment_only(tmp_path, monkeypatch):
+    """backup_postgresql_host: pg_dump and psql run as root with libpq's settings (TLS, client certificate,
+    password) in their environment, never in argv; the catalog queries use the dumped database (the role may
+    connect to nothing else); the manifest names the server."""
+    monkeypatch.setattr(b.shutil, "which", lambda name: None)
+    runner = FakeRunner(tmp_path / "dump.rdb")
+    remote = {"databases": ["fleetdemo"], "port": 5433, "host": "10.0.0.5", "user": "fleetdemo",
+              "password": "s3cret-pw", "sslmode": "verify-full", "sslrootcert": "/etc/ssl/db-ca.crt",
+              "sslcert": "/etc/pyfleet/backup/client.crt", "sslkey": "/etc/pyfleet/backup/client.key"}
+    result = b.BackupJob(job_config(tmp_path, postgresql=remote), runner, log=lambda m: None, clock=lambda: NOW,
+                         sleep=lambda s: None).run(["postgresql"])
+    pg = [(argv, env) for argv, env in zip(runner.calls, runner.envs, strict=True)
+          if {"psql", "pg_dump"} & set(argv) and "--version" not in argv]
+    assert {"psql", "pg_dump"} <= {name for argv, _env in pg for name in argv}
+    for argv, env in pg:
+        assert argv[:4] == ["runuser", "-u", "root", "--"], argv
+        assert "s3cret-pw" not in " ".join(argv) and "postgres" not in argv[argv.index("-d") + 1:][:1], argv
+        assert env == {"PGHOST": "10.0.0.5", "PGUSER": "fleetdemo", "PGPASSWORD": "s3cret-pw",
+                       "PGSSLMODE": "verify-full", "PGSSLROOTCERT": "/etc/ssl/db-ca.crt",
+                       "PGSSLCERT": "/etc/pyfleet/backup/client.crt", "PGSSLKEY": "/etc/pyfleet/backup/client.key",
+                       "PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "pyfleet-backup"}, env
+    info = b.check_set(result["path"], app="fleetdemo", now=NOW)
+    assert info.verified and not info.problems, info.problems
+    detail = json.loads(Path(result["path"], "manifest.json").read_text())["components"]["postgresql"]
+    assert detail["host"] == "10.0.0.5" and detail["port"] == 5433 and detail["os_user"] == "root"
 
 
 def test_a_redis_save_in_the_second_of_the_last_one_is_still_seen(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ NOW = dt.datetime(2025, 1, 24, 12, 0, 0, tzinfo=dt.UTC)
 AGE_HEADER = b"age-encryption.org/v1\n"
 
 
-def make_set(root: Path, app: str = "fleetdemo", mongodb: bool = False) -> Path:
+def make_set(root: Path, app: str = "fleetdemo", mongodb: bool = False, pg_host: str | None = None) -> Path:
     path = root / "fleetdemo" / SET_ID
     (path / "postgresql").mkdir(parents=True)
     (path / "postgresql" / "fleetdemo.dump").write_bytes(b"PGDMP" + b"1" * 50)
@@ -31,6 +31,8 @@ def make_set(root: Path, app: str = "fleetdemo", mongodb: bool = False) -> Path:
                                                    "tables": {"public.items": 3}}}},
         "redis": {"file": "redis/dump.rdb", "keyspace": {"db0": {"keys": 2, "expires": 0}}, "keys_exact": True},
     }
+    if pg_host:
+        comps["postgresql"]["host"] = pg_host
     files = {**b.file_records(str(path), "postgresql/fleetdemo.dump"), **b.file_records(str(path), "redis/dump.rdb")}
     if mongodb:
         (path / "mongodb").mkdir()
@@ -298,6 +300,19 @@ def test_damaged_sets_are_refused_before_any_command(env, damage, message):
         restorer(env, host, path=str(path)).execute()
     assert message in str(err.value)
     assert host.calls == []
+
+
+def test_a_set_dumped_from_a_remote_server_is_refused_before_any_command(tmp_path, monkeypatch):
+    """backup_postgresql_host sets come from another server: loading them into this host's would restore the wrong
+    server. Refused up front, in check mode too, naming the server."""
+    monkeypatch.setattr(r.shutil, "which", lambda name: None)
+    make_set(tmp_path / "backups", pg_host="db.example.internal")
+    for check_mode in (True, False):
+        host = FakeHost(tmp_path / "dump.rdb")
+        with pytest.raises(r.RestoreError, match=r"was dumped from the PostgreSQL server db.example.internal "
+                                                 r"\(backup_postgresql_host\).*nothing was changed"):
+            restorer(tmp_path, host, check_mode=check_mode, components=["postgresql"]).execute()
+        assert host.calls == []
 
 
 def test_a_set_of_another_app_is_refused(tmp_path):

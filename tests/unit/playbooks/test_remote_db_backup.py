@@ -1,0 +1,75 @@
+"""A fleet's app host with backup_postgresql_host backs up the database server as the app connects to it: the backup
+role joins its roles, with the app's database role, its password and the client certificate site.yml's client play
+issued (the postgresql role's postgresql_client_paths fact); the other app hosts and the database host are as
+before."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+PROBE = """
+- name: Remote database backup probe
+  hosts: pyfleet
+  gather_facts: false
+  connection: local
+  vars:
+    app_name: shop
+    app_port: 8000
+    postgresql_users: [{name: shop, password: the-db-password}]
+    postgresql_databases: [{name: shop, owner: shop}]
+    postgresql_client_paths: {ca: /etc/shop/pki/ca.crt, cert: /etc/shop/pki/client.crt, key: /etc/shop/pki/client.key}
+  tasks:
+    - name: What the backup role would get
+      ansible.builtin.debug:
+        msg: "PROBE {{ {'backup': 'backup' in __pyfleet_roles, 'host': backup_postgresql_host | default(''),
+                        'user': backup_postgresql_user, 'password': backup_postgresql_password,
+                        'tls': [backup_postgresql_sslrootcert, backup_postgresql_sslcert, backup_postgresql_sslkey]}
+                     | to_json }}"
+"""
+INVENTORY = {"all": {"children": {
+    "pyfleet": {"hosts": {
+        "app1": {"ansible_host": "10.0.0.11", "backup_postgresql_host": "10.0.0.5"},
+        "app2": {"ansible_host": "10.0.0.12"},
+        "db": {"ansible_host": "10.0.0.5"}}},
+    "pyfleet_app": {"hosts": {"app1": None, "app2": None}},
+    "pyfleet_postgresql": {"hosts": {"db": None}},
+}}}
+
+
+def probe(tmp_path: Path) -> dict:
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "group_vars").symlink_to(REPO / "playbooks" / "group_vars")
+    (tmp_path / "roles").symlink_to(REPO / "roles")
+    (tmp_path / "playbooks" / "probe.yml").write_text(PROBE)
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(INVENTORY))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+         str(tmp_path / "playbooks" / "probe.yml")],
+        capture_output=True, text=True, timeout=300, check=False,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                 ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    found = {}
+    host = None
+    for line in result.stdout.splitlines():
+        if line.startswith("ok: ["):
+            host = line[5:line.index("]")]
+        if '"msg": "PROBE ' in line:
+            found[host] = json.loads(json.loads("{" + line.strip().rstrip(",") + "}")["msg"].removeprefix("PROBE "))
+    return found
+
+
+def test_only_the_named_app_host_backs_up_the_database_server_with_the_apps_credentials(tmp_path):
+    found = probe(tmp_path)
+    assert found["app1"] == {"backup": True, "host": "10.0.0.5", "user": "shop", "password": "the-db-password",
+                             "tls": ["/etc/shop/pki/ca.crt", "/etc/shop/pki/client.crt", "/etc/shop/pki/client.key"]}
+    assert found["app2"]["backup"] is False and found["app2"]["host"] == ""
+    # The database host backs itself up locally, as before: no remote settings.
+    assert found["db"] == {"backup": True, "host": "", "user": "", "password": "", "tls": ["", "", ""]}
