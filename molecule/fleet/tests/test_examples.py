@@ -23,6 +23,8 @@ EXAMPLES = {
         "brownie-api2": "172.30.77.12",
         "brownie-api3": "172.30.77.11",
         "brownie-db1": "172.30.77.13",
+        # No backup host in this scenario: the load balancer's host stands in (preflight reads, changes nothing).
+        "brownie-backup1": "172.30.77.10",
     },
 }
 
