@@ -1,6 +1,6 @@
 """A fleet's app host with backup_postgresql_host backs up the database server as the app connects to it: the backup
 role joins its roles, with the app's database role, its password and the client certificate site.yml's client play
-issued (the postgresql role's postgresql_client_paths fact); the other app hosts and the database host are as
+issued (in <app_config_dir>/pki under the postgresql role's fixed names); the other app hosts and the database host are as
 before."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ PROBE = """
     app_port: 8000
     postgresql_users: [{name: shop, password: the-db-password}]
     postgresql_databases: [{name: shop, owner: shop}]
-    postgresql_client_paths: {ca: /etc/shop/pki/ca.crt, cert: /etc/shop/pki/client.crt, key: /etc/shop/pki/client.key}
+    app_config_dir: /etc/shop
   tasks:
     - name: What the backup role would get
       ansible.builtin.debug:
