@@ -1,6 +1,6 @@
 """app_files and app_directories (issue 16.2, issue 12 A.3): files, secret files and data directories of the app.
 
-The scenario declares them in molecule/default/host_vars/pyfleet-default.yml.
+The scenario declares them in molecule/default/host_vars/pyfleet-default/app_files.yml.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from helpers import APP, molecule_hosts, run_playbook
 
 testinfra_hosts = molecule_hosts("pyfleet")
 
-HOST_VARS = yaml.safe_load((Path(__file__).resolve().parents[1] / "host_vars" / "pyfleet-default.yml").read_text())
+HOST_VARS = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "host_vars" / "pyfleet-default" / "app_files.yml").read_text())
 PASSWORD = HOST_VARS["molecule_files_password"]
 SECRET = f"/etc/{APP}/htpasswd"
 

@@ -12,7 +12,7 @@ APP_HOST = "pyfleet-dr-app"
 BACKUP_HOST = "pyfleet-dr-backup"
 STANZA = APP_HOST
 DATA_DIR = "/var/lib/postgresql/15/main"
-# The scenario's archive_timeout (host_vars/pyfleet-dr-app.yml): the RPO bound when writes are steady.
+# The scenario's archive_timeout (host_vars/pyfleet-dr-app/main.yml): the RPO bound when writes are steady.
 ARCHIVE_TIMEOUT = 10
 
 
