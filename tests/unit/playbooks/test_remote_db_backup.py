@@ -1,7 +1,7 @@
 """A fleet's app host with backup_postgresql_host backs up the database server as the app connects to it: the backup
 role joins its roles, with the app's database role, its password and the client certificate site.yml's client play
-issued (in <app_config_dir>/pki under the postgresql role's fixed names); the other app hosts and the database host are as
-before."""
+issued (in <app_config_dir>/pki under the postgresql role's fixed names); the other app hosts and the database host
+are as before."""
 
 from __future__ import annotations
 
