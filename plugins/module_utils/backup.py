@@ -652,6 +652,17 @@ def pg_remote_env(cfg: dict) -> dict[str, str] | None:
     return env
 
 
+def pg_connection(cfg: dict) -> tuple[dict[str, str] | None, str, str]:
+    """(environment, OS user, catalog database) for pg_dump and psql. The local server: no environment, the postgres
+    OS user over the socket, catalog queries in `postgres`. A remote one: its libpq environment, root (the connection
+    is in the environment), and the first database dumped (the role may connect to nothing else, e.g. pg_hba's one
+    line for it)."""
+    env = pg_remote_env(cfg)
+    if env:
+        return env, "root", cfg["databases"][0]
+    return None, cfg.get("os_user", "postgres"), "postgres"
+
+
 def psql_argv(database: str, sql: str, port: int = 5432, user: str = "postgres") -> list[str]:
     return as_user(user, ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-p", str(port),
                           "-d", database, "-c", sql])
@@ -1221,11 +1232,7 @@ class BackupJob:
         port = int(cfg.get("port", 5432))
         fmt = cfg.get("format", "custom")
         jobs = int(cfg.get("jobs", 1))
-        env = pg_remote_env(cfg)
-        # A remote server: the tools run as root with the connection in their environment, and the catalog queries go
-        # to the first database dumped (the role may connect to nothing else, e.g. pg_hba's one line for it).
-        user = "root" if env else cfg.get("os_user", "postgres")
-        catalog = cfg["databases"][0] if env else "postgres"
+        env, user, catalog = pg_connection(cfg)
         if fmt not in PG_FORMATS:
             raise BackupError(f"postgresql: format {fmt!r} is not one of {', '.join(PG_FORMATS)} "
                               "(backup_postgresql_format)")
@@ -1551,12 +1558,11 @@ class BackupJob:
         sizes: dict[str, int] = {}
         if "postgresql" in wanted:
             cfg = self.config["postgresql"]
-            env = pg_remote_env(cfg)
+            env, user, catalog = pg_connection(cfg)
             names = ", ".join(quote_literal(d) for d in cfg["databases"])
             sql = f"SELECT datname, pg_database_size(datname) FROM pg_database WHERE datname IN ({names})"
-            out = self._run(psql_argv(cfg["databases"][0] if env else "postgres", sql, int(cfg.get("port", 5432)),
-                                      "root" if env else cfg.get("os_user", "postgres")),
-                            "psql pg_database_size", env=env)
+            out = self._run(psql_argv(catalog, sql, int(cfg.get("port", 5432)), user), "psql pg_database_size",
+                            env=env)
             sizes["postgresql"] = sum(parse_row_counts(out).values())
         if "redis" in wanted:
             try:
