@@ -5,15 +5,8 @@ are as before."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from wiring_probe import probe
 
-import yaml
-
-REPO = Path(__file__).resolve().parents[3]
 PROBE = """
 - name: Remote database backup probe
   hosts: pyfleet
@@ -43,31 +36,8 @@ INVENTORY = {"all": {"children": {
 }}}
 
 
-def probe(tmp_path: Path) -> dict:
-    (tmp_path / "playbooks").mkdir()
-    (tmp_path / "playbooks" / "group_vars").symlink_to(REPO / "playbooks" / "group_vars")
-    (tmp_path / "roles").symlink_to(REPO / "roles")
-    (tmp_path / "playbooks" / "probe.yml").write_text(PROBE)
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(INVENTORY))
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
-         str(tmp_path / "playbooks" / "probe.yml")],
-        capture_output=True, text=True, timeout=300, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                 ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    found = {}
-    host = None
-    for line in result.stdout.splitlines():
-        if line.startswith("ok: ["):
-            host = line[5:line.index("]")]
-        if '"msg": "PROBE ' in line:
-            found[host] = json.loads(json.loads("{" + line.strip().rstrip(",") + "}")["msg"].removeprefix("PROBE "))
-    return found
-
-
 def test_only_the_named_app_host_backs_up_the_database_server_with_the_apps_credentials(tmp_path):
-    found = probe(tmp_path)
+    found = probe(tmp_path, PROBE, INVENTORY)
     assert found["app1"] == {"backup": True, "host": "10.0.0.5", "user": "shop", "password": "the-db-password",
                              "tls": ["/etc/shop/pki/ca.crt", "/etc/shop/pki/client.crt", "/etc/shop/pki/client.key"]}
     assert found["app2"]["backup"] is False and found["app2"]["host"] == ""

@@ -4,16 +4,9 @@ not leave the others out, or the repository play would take their keys and units
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
+from wiring_probe import probe
 
-REPO = Path(__file__).resolve().parents[3]
 PROBE = """
 - name: Repository clients probe
   hosts: pyfleet_backup
@@ -33,21 +26,8 @@ INVENTORY = {"all": {"children": {
 }}}
 
 
-def clients(tmp_path: Path, *args: str) -> dict:
-    (tmp_path / "playbooks").mkdir()
-    (tmp_path / "playbooks" / "group_vars").symlink_to(REPO / "playbooks" / "group_vars")
-    (tmp_path / "roles").symlink_to(REPO / "roles")
-    (tmp_path / "playbooks" / "probe.yml").write_text(PROBE)
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(INVENTORY))
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
-         str(tmp_path / "playbooks" / "probe.yml"), *args],
-        capture_output=True, text=True, timeout=300, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                 ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    line = next(ln for ln in result.stdout.splitlines() if '"msg": "PROBE ' in ln)
-    return json.loads(json.loads("{" + line.strip().rstrip(",") + "}")["msg"].removeprefix("PROBE "))
+def clients(tmp_path, *args: str) -> dict:
+    return probe(tmp_path, PROBE, INVENTORY, *args)["bk"]
 
 
 @pytest.mark.parametrize("target", [[], ["-e", "pyfleet_hosts=db1"], ["-e", "pyfleet_hosts=db2"]],
