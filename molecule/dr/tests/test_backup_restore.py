@@ -178,6 +178,12 @@ def _edit_manifest(host, path: str, script: str) -> None:
     )
 
 
+def _manifest_describes_the_dump(host, path):
+    """The manifest's size and checksum of the dump are made those of the file as it is now."""
+    _edit_manifest(host, path, "f=m[\"files\"][\"postgresql/fleetdemo.dump\"]; d=p+\"/postgresql/fleetdemo.dump\"; "
+                   "f[\"size\"]=os.path.getsize(d); f[\"sha256\"]=hashlib.sha256(open(d,\"rb\").read()).hexdigest()")
+
+
 def _truncated(host):
     path = _copy_set(host, "20991231T000001Z")
     host.check_output(f"truncate -s 1500 {path}/postgresql/fleetdemo.dump")
@@ -189,8 +195,7 @@ def _truncated_consistent(host):
     # its table of contents is intact (pg_restore -l passes), so the scratch load must catch it.
     path = _copy_set(host, "20991231T000006Z")
     host.check_output(f"truncate -s -200 {path}/postgresql/fleetdemo.dump")
-    _edit_manifest(host, path, "f=m[\"files\"][\"postgresql/fleetdemo.dump\"]; d=p+\"/postgresql/fleetdemo.dump\"; "
-                   "f[\"size\"]=os.path.getsize(d); f[\"sha256\"]=hashlib.sha256(open(d,\"rb\").read()).hexdigest()")
+    _manifest_describes_the_dump(host, path)
     return path
 
 
@@ -198,8 +203,7 @@ def _toc_cut(host):
     # Cut inside the table of contents, manifest consistent: pg_restore -l refuses it before anything starts.
     path = _copy_set(host, "20991231T000007Z")
     host.check_output(f"truncate -s 1500 {path}/postgresql/fleetdemo.dump")
-    _edit_manifest(host, path, "f=m[\"files\"][\"postgresql/fleetdemo.dump\"]; d=p+\"/postgresql/fleetdemo.dump\"; "
-                   "f[\"size\"]=os.path.getsize(d); f[\"sha256\"]=hashlib.sha256(open(d,\"rb\").read()).hexdigest()")
+    _manifest_describes_the_dump(host, path)
     return path
 
 
