@@ -68,10 +68,11 @@ lanes: image wheelhouse
 # `make test`: setup, the image and the wheelhouse, then every suite in lanes side by side: lint and unit (CPU-bound)
 # as steps of the lanes beside the Molecule scenarios, which leave a core idle much of the time.
 test:             ## every suite; a time table per suite and scenario at the end, pass or fail
-	@mkdir -p build && rm -f $(PYFLEET_TIMES) build/failures.txt && date +%s >build/test-started && grep '^cpu ' /proc/stat >build/test-cpu-started
+	@mkdir -p build && rm -f $(PYFLEET_TIMES) build/failures.txt && date +%s >build/test-started && grep '^cpu ' /proc/stat >build/test-cpu-started && \
+	  scripts/time-table.sh --hosts-cpu >build/test-hosts-cpu-started
 	@rc=0; { $(MAKE) --no-print-directory image wheelhouse && \
 	  scripts/molecule-lanes.sh lint unit integration $(SCENARIOS); } || rc=$$?; \
-	  scripts/time-table.sh $(PYFLEET_TIMES) build/test-started build/test-cpu-started; \
+	  scripts/time-table.sh $(PYFLEET_TIMES) build/test-started build/test-cpu-started build/test-hosts-cpu-started; \
 	  if [ $$rc = 0 ]; then echo "make test: all suites passed"; else echo "make test: FAILED"; fi; exit $$rc
 
 bench: image wheelhouse

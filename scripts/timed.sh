@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# timed.sh NAME CMD...: runs CMD and appends "NAME<TAB>seconds<TAB>ok|FAILED" to $PYFLEET_TIMES
-# (default build/times.tsv), so `make test` can print where its time went, failed steps included.
+# timed.sh NAME CMD...: runs CMD and appends "NAME<TAB>seconds<TAB>ok|FAILED<TAB>CPU seconds" to $PYFLEET_TIMES
+# (default build/times.tsv), so `make test` can print where its time went, failed steps included. The CPU is what
+# CMD and every process it waited for used on this machine (ansible-playbook, pytest, lint tools), not what ran
+# inside the test hosts: their containers are not our children (time-table.sh prints the hosts' total).
 # CMD's output also goes to build/logs/NAME.log; when CMD fails, its failure lines (Ansible's `fatal:`/`failed:`
 # and the message after them, pytest's FAILED/ERROR ids, Python exceptions) are appended to build/failures.txt,
 # which time-table.sh prints above the table: the end of a CI log then says why, not only that, a step failed.
@@ -15,7 +17,14 @@ mkdir -p "$(dirname "$log")"
 start=$(date +%s)
 "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-printf '%s\t%s\t%s\n' "$name" "$(( $(date +%s) - start ))" "$([ "$rc" = 0 ] && echo ok || echo FAILED)" >>"$times"
+# `times`' second line: the user and system CPU of this shell's waited-for children, e.g. "1m2.500s 0m3.250s".
+# (Not in a $(...): a subshell's `times` would count its own children, none.)
+times_out=$(mktemp)
+times >"$times_out"
+cpu=$(tail -1 "$times_out" | awk '{ for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] } printf "%.0f", s }')
+rm -f "$times_out"
+printf '%s\t%s\t%s\t%s\n' "$name" "$(( $(date +%s) - start ))" "$([ "$rc" = 0 ] && echo ok || echo FAILED)" "$cpu" \
+  >>"$times"
 if [ "$rc" != 0 ]; then
   {
     echo "-- $name (exit $rc; whole output: $log)"

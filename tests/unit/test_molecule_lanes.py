@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,3 +85,19 @@ def test_lanes_run_every_step_side_by_side_and_report_each_failure(tmp_path):
     for row in ("molecule:slow\t", "integration\t", "molecule:ok\t"):
         assert row in times, times
     assert "molecule:bad\t0\tFAILED" in times or "molecule:bad\t1\tFAILED" in times, times
+
+
+def test_timed_step_records_the_cpu_of_what_it_waited_for_and_the_table_prints_it(tmp_path):
+    """timed.sh's fourth column is the CPU of the step's processes (here a child that burns 1.2 s of it), and
+    time-table.sh prints it beside the step's wall time."""
+    times = tmp_path / "build" / "times.tsv"
+    burn = "import time\nwhile time.process_time() < 1.2: pass\n"
+    result = subprocess.run(["bash", str(REPO / "scripts" / "timed.sh"), "burn", sys.executable, "-c", burn],
+                            capture_output=True, text=True, env={"PYFLEET_TIMES": str(times), "PATH": "/usr/bin:/bin"},
+                            check=False)
+    assert result.returncode == 0, result
+    name, _wall, status, cpu = times.read_text().strip().split("\t")
+    assert (name, status) == ("burn", "ok") and int(cpu) >= 1, times.read_text()
+    table = subprocess.run(["bash", str(REPO / "scripts" / "time-table.sh"), str(times)], capture_output=True,
+                           text=True, check=True).stdout
+    assert re.search(rf"^burn +\d+  ok +CPU +{cpu}$", table, re.M), table

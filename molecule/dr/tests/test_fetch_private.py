@@ -13,8 +13,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from helpers import APP, run_playbook
+from helpers import APP, molecule_hosts, run_playbook
 
+testinfra_hosts = molecule_hosts("pyfleet")
 OPERATOR = "pyfleetop"
 # Read before prepare-ssh.yml's pyfleet-test.conf (sshd takes the first value it reads).
 ROOT_LOGIN = "/etc/ssh/sshd_config.d/00-pyfleet-test-root.conf"
