@@ -143,7 +143,7 @@ def test_rolling_deploy_under_load_drops_no_request(tmp_path):
         time.sleep(2)
         started = time.monotonic()
         result = run_playbook("playbooks/deploy.yml", "-e", "app_version=1.1.0", "-e",
-                              f"app_wheelhouse_dir={wheelhouse}", timeout=600)
+                              f"app_wheelhouse_dir={wheelhouse}", timeout=900)
         rollout = time.monotonic() - started
         time.sleep(2)
     print(load.report(f"rolling deploy 1.0.0 -> 1.1.0 ({rollout:.0f} s)"))
@@ -161,7 +161,7 @@ def test_broken_release_stops_at_the_first_host_without_a_failed_request(tmp_pat
     with Load(FRONT + "/healthz", SERVER_NAME, **PACE) as load:
         time.sleep(2)
         result = run_playbook("playbooks/deploy.yml", "-e", "app_version=1.2.0", "-e",
-                              f"app_wheelhouse_dir={wheelhouse}", "-e", "app_health_retries=5", timeout=600)
+                              f"app_wheelhouse_dir={wheelhouse}", "-e", "app_health_retries=5", timeout=900)
         time.sleep(2)
     print(load.report("broken release 1.2.0"))
     assert result.returncode != 0, "a release that cannot start was reported deployed"
@@ -175,6 +175,6 @@ def test_broken_release_stops_at_the_first_host_without_a_failed_request(tmp_pat
     assert _hosts(seen) == {APP2}, seen
     # A good deploy of the live release puts the drained host back.
     again = run_playbook("playbooks/deploy.yml", "-e", "app_version=1.1.0", "-e",
-                         f"app_wheelhouse_dir={make_release(tmp_path / 'wh-1.1.0', '1.1.0')}", timeout=600)
+                         f"app_wheelhouse_dir={make_release(tmp_path / 'wh-1.1.0', '1.1.0')}", timeout=900)
     assert again.returncode == 0, again.stdout[-3000:]
     assert _hosts(_serving()) == {APP1, APP2}
